@@ -1,0 +1,56 @@
+/* `vigil SUBCOMMAND ...`: dispatch, global help and version. */
+#include <stdio.h>
+#include <string.h>
+
+#include "build_config.h"
+#include "cli.h"
+#include "log.h"
+
+static const char usage[] =
+	"usage: vigil COMMAND [OPTIONS]\n"
+	"\n"
+	"Watch long-running processes and tell people when they finish, fail, hang or\n"
+	"starve the machine.\n"
+	"\n"
+	"  run     start a command in the background, watched (nohup done right)\n"
+	"  watch   attach to a running process in the foreground until it ends\n"
+	"  status  running and finished jobs\n"
+	"  logs    a job's output (-f to follow)\n"
+	"  stop    stop a job: SIGTERM, then SIGKILL after a grace (--force: at once)\n"
+	"  check   validate monitor files\n"
+	"  plugins list plugins and their options\n"
+	"\n"
+	"vigil COMMAND --help tells more. Exit status of watch: 0 succeeded, 1 failed,\n"
+	"3 timed out, 4 unknown, 2 usage or configuration error.\n";
+
+struct subcommand {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+};
+
+static const struct subcommand commands[] = {
+	{"watch", cli_watch}, {"run", cli_run}, {"status", cli_status}, {"logs", cli_logs},
+	{"stop", cli_stop}, {"check", cli_check}, {"plugins", cli_plugins},
+};
+
+int cli_main(int argc, char **argv)
+{
+	log_init("vigil", LOG_LVL_INFO);
+	if (argc < 2) {
+		fputs(usage, stderr);
+		return EXIT_USAGE;
+	}
+	if (cli_is_help(argv[1]) || strcmp(argv[1], "help") == 0) {
+		fputs(usage, stdout);
+		return 0;
+	}
+	if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0) {
+		printf("vigil %s\n", VIGIL_VERSION);
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (strcmp(argv[1], commands[i].name) == 0)
+			return commands[i].fn(argc - 1, argv + 1);
+	fprintf(stderr, "vigil: unknown command \"%s\" (see vigil --help)\n", argv[1]);
+	return EXIT_USAGE;
+}

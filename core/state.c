@@ -1,0 +1,216 @@
+/* See state.h. The record is "key=value" lines; values are single-line (newlines
+ * and backslashes escaped), so any command line or log line round-trips. */
+#include "state.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+const char *state_default_dir(char *buf, size_t len)
+{
+	const char *xdg = getenv("VIGIL_STATE_DIR");
+
+	if (xdg && *xdg)
+		snprintf(buf, len, "%s", xdg);
+	else if (geteuid() == 0)
+		snprintf(buf, len, "/run/vigil");
+	else if ((xdg = getenv("XDG_RUNTIME_DIR")) && *xdg)
+		snprintf(buf, len, "%s/vigil", xdg);
+	else
+		snprintf(buf, len, "/tmp/vigil-%u", (unsigned)geteuid());
+	return buf;
+}
+
+int state_ensure_dir(const char *dir)
+{
+	char tmp[PATH_MAX];
+
+	snprintf(tmp, sizeof(tmp), "%s", dir);
+	for (char *p = tmp + 1; *p; p++)
+		if (*p == '/') {
+			*p = '\0';
+			if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
+				return -errno;
+			*p = '/';
+		}
+	if (mkdir(tmp, geteuid() == 0 ? 0755 : 0700) != 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+static void put_str(FILE *f, const char *key, const char *v)
+{
+	fprintf(f, "%s=", key);
+	for (; *v; v++) {
+		if (*v == '\n')
+			fputs("\\n", f);
+		else if (*v == '\\')
+			fputs("\\\\", f);
+		else
+			fputc(*v, f);
+	}
+	fputc('\n', f);
+}
+
+static void unescape(char *s)
+{
+	char *w = s;
+
+	for (; *s; s++) {
+		if (*s == '\\' && s[1]) {
+			s++;
+			*w++ = *s == 'n' ? '\n' : *s;
+		} else {
+			*w++ = *s;
+		}
+	}
+	*w = '\0';
+}
+
+int state_write(const char *dir, const struct run_record *r)
+{
+	char path[PATH_MAX], tmp[PATH_MAX];
+	FILE *f;
+	int fd;
+
+	if (snprintf(path, sizeof(path), "%s/%s.run", dir, r->name) >= (int)sizeof(path))
+		return -ENAMETOOLONG;
+	snprintf(tmp, sizeof(tmp), "%s/.%s.run.%d", dir, r->name, (int)getpid());
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	f = fdopen(fd, "w");
+	if (!f) {
+		close(fd);
+		return -ENOMEM;
+	}
+	put_str(f, "name", r->name);
+	fprintf(f, "run=%llu\n", (unsigned long long)r->run);
+	put_str(f, "state", r->state);
+	fprintf(f, "pid=%d\nstart_time=%llu\nsupervisor=%d\nowner_pid=%d\nuid=%u\n", (int)r->pid,
+		(unsigned long long)r->start_time, (int)r->supervisor, (int)r->owner_pid,
+		(unsigned)r->uid);
+	fprintf(f, "started_ms=%lld\nended_ms=%lld\nexit_code=%d\nsignal=%d\n",
+		(long long)r->started_ms, (long long)r->ended_ms, r->exit_code, r->signal);
+	put_str(f, "outcome", r->outcome);
+	fprintf(f, "expected_ms=%lld\ntimeout_ms=%lld\nprogress=%.2f\n", (long long)r->expected_ms,
+		(long long)r->timeout_ms, r->progress);
+	put_str(f, "log", r->log);
+	put_str(f, "command", r->command);
+	put_str(f, "last_event", r->last_event);
+	put_str(f, "reason", r->reason);
+	if (fclose(f) != 0 || rename(tmp, path) != 0) {
+		int err = errno;
+		unlink(tmp);
+		return -err;
+	}
+	return 0;
+}
+
+static void set_field(struct run_record *r, const char *k, char *v)
+{
+#define STR(name) else if (strcmp(k, #name) == 0) snprintf(r->name, sizeof(r->name), "%s", v)
+#define NUM(name) else if (strcmp(k, #name) == 0) r->name = strtoll(v, NULL, 10)
+	unescape(v);
+	if (0) {}
+	STR(name); STR(state); STR(outcome); STR(log); STR(command); STR(last_event); STR(reason);
+	NUM(run); NUM(pid); NUM(start_time); NUM(supervisor); NUM(owner_pid); NUM(uid);
+	NUM(started_ms); NUM(ended_ms); NUM(exit_code); NUM(signal); NUM(expected_ms);
+	NUM(timeout_ms);
+	else if (strcmp(k, "progress") == 0) r->progress = strtod(v, NULL);
+#undef STR
+#undef NUM
+}
+
+static int read_path(const char *path, struct run_record *r)
+{
+	char line[4096];
+	FILE *f = fopen(path, "re");
+
+	if (!f)
+		return -errno;
+	memset(r, 0, sizeof(*r));
+	r->exit_code = -1;
+	r->progress = -1;
+	while (fgets(line, sizeof(line), f)) {
+		char *eq = strchr(line, '=');
+		size_t len = strlen(line);
+
+		if (len && line[len - 1] == '\n')
+			line[len - 1] = '\0';
+		if (!eq)
+			continue;
+		*eq = '\0';
+		set_field(r, line, eq + 1);
+	}
+	fclose(f);
+	return r->name[0] ? 0 : -EINVAL;
+}
+
+int state_read(const char *dir, const char *name, struct run_record *r)
+{
+	char path[PATH_MAX];
+
+	if (strchr(name, '/') || !*name)
+		return -EINVAL;
+	snprintf(path, sizeof(path), "%s/%s.run", dir, name);
+	return read_path(path, r);
+}
+
+static int by_name(const void *a, const void *b)
+{
+	return strcmp(((const struct run_record *)a)->name, ((const struct run_record *)b)->name);
+}
+
+int state_list(const char *dir, struct run_record **out, size_t *n)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	struct run_record *v = NULL;
+	size_t cnt = 0;
+
+	*out = NULL;
+	*n = 0;
+	if (!d)
+		return errno == ENOENT ? 0 : -errno;
+	while ((de = readdir(d))) {
+		size_t len = strlen(de->d_name);
+		char path[PATH_MAX];
+		struct run_record *grown;
+
+		if (de->d_name[0] == '.' || len < 5 || strcmp(de->d_name + len - 4, ".run") != 0)
+			continue;
+		grown = realloc(v, (cnt + 1) * sizeof(*v));
+		if (!grown)
+			break;
+		v = grown;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		if (read_path(path, &v[cnt]) == 0)
+			cnt++;
+	}
+	closedir(d);
+	qsort(v, cnt, sizeof(*v), by_name);
+	*out = v;
+	*n = cnt;
+	return 0;
+}
+
+int state_writer_alive(const struct run_record *r)
+{
+	return r->owner_pid > 0 && (kill(r->owner_pid, 0) == 0 || errno == EPERM);
+}
+
+int state_remove(const char *dir, const char *name)
+{
+	char path[PATH_MAX];
+
+	snprintf(path, sizeof(path), "%s/%s.run", dir, name);
+	return unlink(path) == 0 ? 0 : -errno;
+}

@@ -1,0 +1,916 @@
+/* pid detector: find the target process (a PID, a pid file, or a command line
+ * pattern), watch it through a pidfd, and tell the core when it ended and how.
+ *
+ * The exit status comes from waitid() for our own children, else from the
+ * kernel's process-events connector (needs CAP_NET_ADMIN), else it is unknown:
+ * never guessed. Identity is (pid, start time) everywhere. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/inotify.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <linux/cn_proc.h>
+#include <linux/connector.h>
+#include <linux/netlink.h>
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
+#include "core/proc.h"
+#include "vigil/plugin.h"
+
+/* How long to wait for the connector's exit message once the pidfd said the
+ * process is gone: the kernel sends it first, but it may still be in flight. */
+#define PID_EXIT_GRACE_MS 100
+/* Rescan period for match targets and missing pid file folders when the
+ * kernel cannot tell us. */
+#define PID_POLL_MS 1000
+/* A pid file written this long before its process started names another process
+ * (a reused PID). The slack covers clock-tick resolution and coarse mtimes. */
+#define PID_FILE_SLACK_MS 2000
+/* An empty pid file is usually being written right now: warn only if it stays so. */
+#define PID_EMPTY_GRACE_MS 1000
+/* What changes a pid file in its folder (IN_ATTRIB: a touch moves its mtime). */
+#define PID_DIR_MASK                                                                      \
+	(IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE | IN_MODIFY | IN_DELETE | IN_ATTRIB |   \
+	 IN_ONLYDIR)
+#define PID_CMDLINE_MAX 4096
+#define PID_AMBIGUOUS_LIST 10
+
+enum pid_mode { PID_BY_PID, PID_BY_FILE, PID_BY_MATCH };
+enum pid_via { VIA_AUTO, VIA_WAITID, VIA_CONNECTOR, VIA_NONE };
+
+struct pid_status {
+	bool known;
+	int code, sig, core;
+};
+
+struct pid_det {
+	const struct vigil_host *host;
+	struct vigil_ctx *ctx;
+	enum pid_mode mode;
+	enum pid_via via;
+	bool ended; /* lost() was called: nothing more to do */
+
+	pid_t want_pid;            /* pid */
+	char *path, *dir, *base;   /* pid_file */
+	char *pattern;             /* match */
+	pcre2_code *re;
+	pcre2_match_data *md;
+
+	int cn_fd; /* process-events connector, -1 when not subscribed */
+	uint32_t cn_seq;
+
+	/* The attached process. */
+	int pidfd;
+	pid_t pid;
+	uint64_t start;
+	bool is_child;
+	bool exit_seen, leader_seen;
+	struct pid_status cn_status;
+	int64_t grace_timer;
+
+	/* The run last reported, so a pid file still naming it is not re-attached. */
+	pid_t done_pid;
+	uint64_t done_start;
+
+	/* Waiting for the target. */
+	int ino_fd;
+	int64_t poll_timer, recheck_timer, empty_timer;
+	bool empty_grace_over;
+	bool exec_seen;
+	char *warned; /* what was last warned about, to warn once per content */
+};
+
+static const struct vigil_option pid_options[] = {
+	{ "pid", VIGIL_OPT_INT, 0, NULL, "the PID of a running process" },
+	{ "pid_file", VIGIL_OPT_PATH, 0, NULL, "a pid file, waited for and re-read when it changes" },
+	{ "match", VIGIL_OPT_REGEX, 0, NULL, "a pattern over /proc/*/cmdline matching one process" },
+	{ "exit_via", VIGIL_OPT_STRING, 0, "auto",
+	  "where the exit status comes from: auto, waitid, connector or none" },
+	{ NULL, 0, 0, NULL, NULL },
+};
+
+static void pid_check_file(struct pid_det *d);
+static void pid_rescan(struct pid_det *d);
+static int pid_file_watch(struct pid_det *d, char *err, size_t errlen);
+
+/* ------------------------------------------------------------- connector */
+
+static void pid_status_from_wait(struct pid_status *st, int status)
+{
+	*st = (struct pid_status){ .known = true, .code = -1, .sig = -1 };
+	if (WIFEXITED(status)) {
+		st->code = WEXITSTATUS(status);
+	} else if (WIFSIGNALED(status)) {
+		st->sig = WTERMSIG(status);
+		st->core = WCOREDUMP(status) ? 1 : 0;
+	} else {
+		st->known = false;
+	}
+}
+
+/* Keep the exit of a thread of our process. The last one to exit carries the
+ * group's status (a leader that called pthread_exit() reports 0 early), so a
+ * later event replaces an earlier one; a second leader exit can only be
+ * another process that reused the PID, and is ignored. */
+static void pid_cn_exit(struct pid_det *d, const struct proc_event *ev)
+{
+	pid_t tid = ev->event_data.exit.process_pid;
+	pid_t tgid = ev->event_data.exit.process_tgid;
+	if (d->pid <= 0 || tgid != d->pid)
+		return;
+	if (tid == tgid) {
+		if (d->leader_seen)
+			return;
+		d->leader_seen = true;
+	}
+	pid_status_from_wait(&d->cn_status, (int)ev->event_data.exit.exit_code);
+	d->exit_seen = true;
+}
+
+/* One connector message. Returns -errno from a subscription ack, else 0. */
+static int pid_cn_message(struct pid_det *d, const struct cn_msg *cn)
+{
+	struct proc_event ev;
+	if (cn->id.idx != CN_IDX_PROC || cn->id.val != CN_VAL_PROC ||
+	    cn->len < offsetof(struct proc_event, event_data))
+		return 0;
+	/* The payload sits 4 bytes past an 8-byte boundary: copy it out. */
+	memset(&ev, 0, sizeof(ev));
+	memcpy(&ev, cn->data, cn->len < sizeof(ev) ? cn->len : sizeof(ev));
+	switch (ev.what) {
+	case PROC_EVENT_EXIT:
+		pid_cn_exit(d, &ev);
+		break;
+	case PROC_EVENT_EXEC:
+		if (d->mode == PID_BY_MATCH && d->pid == 0)
+			d->exec_seen = true;
+		break;
+	case PROC_EVENT_NONE:
+		if (cn->seq == d->cn_seq && ev.event_data.ack.err)
+			return -(int)ev.event_data.ack.err;
+		break;
+	default:
+		break;
+	}
+	return 0;
+}
+
+/* Read everything queued on the connector socket. Returns -errno from a
+ * subscription ack or a socket error, else 0. */
+static int pid_cn_drain(struct pid_det *d)
+{
+	_Alignas(struct nlmsghdr) char buf[8192];
+	int ret = 0;
+	for (;;) {
+		struct sockaddr_nl from;
+		socklen_t fromlen = sizeof(from);
+		ssize_t n = recvfrom(d->cn_fd, buf, sizeof(buf), MSG_DONTWAIT,
+				     (struct sockaddr *)&from, &fromlen);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == ENOBUFS) {
+			/* The queue overflowed: an exit may be lost; then it is unknown. */
+			d->host->log(d->ctx, VIGIL_LOG_DEBUG, "process events lost (busy system)");
+			continue;
+		}
+		if (n < 0)
+			return errno == EAGAIN || errno == EWOULDBLOCK ? ret : -errno;
+		if (from.nl_pid != 0) /* only the kernel speaks here */
+			continue;
+		for (struct nlmsghdr *nh = (void *)buf; NLMSG_OK(nh, (size_t)n);
+		     nh = NLMSG_NEXT(nh, n)) {
+			if (nh->nlmsg_type == NLMSG_ERROR || nh->nlmsg_type == NLMSG_NOOP)
+				continue;
+			if (nh->nlmsg_len < NLMSG_LENGTH(sizeof(struct cn_msg)))
+				continue;
+			int r = pid_cn_message(d, NLMSG_DATA(nh));
+			if (r < 0)
+				ret = r;
+		}
+	}
+}
+
+static int pid_cn_send_listen(struct pid_det *d)
+{
+	_Alignas(struct nlmsghdr) char buf[NLMSG_SPACE(sizeof(struct cn_msg) + sizeof(uint32_t))];
+	memset(buf, 0, sizeof(buf));
+	struct nlmsghdr *nh = (void *)buf;
+	nh->nlmsg_len = NLMSG_LENGTH(sizeof(struct cn_msg) + sizeof(uint32_t));
+	nh->nlmsg_type = NLMSG_DONE;
+	struct cn_msg *cn = NLMSG_DATA(nh);
+	cn->id.idx = CN_IDX_PROC;
+	cn->id.val = CN_VAL_PROC;
+	cn->seq = d->cn_seq;
+	cn->len = sizeof(uint32_t);
+	uint32_t op = PROC_CN_MCAST_LISTEN;
+	memcpy(cn->data, &op, sizeof(op));
+	if (send(d->cn_fd, buf, nh->nlmsg_len, 0) < 0)
+		return -errno;
+	/* The kernel answers synchronously; an EPERM comes back in the ack. */
+	return pid_cn_drain(d);
+}
+
+static void pid_on_cn(void *data, int fd, uint32_t revents);
+
+/* Subscribe to process events. Done before attaching, so no exit is missed. */
+static int pid_cn_open(struct pid_det *d, char *err, size_t errlen)
+{
+	d->cn_fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_CONNECTOR);
+	if (d->cn_fd < 0) {
+		snprintf(err, errlen, "process events connector: %s", strerror(errno));
+		return -errno;
+	}
+	struct sockaddr_nl sa = { .nl_family = AF_NETLINK, .nl_groups = CN_IDX_PROC };
+	int r = 0;
+	if (bind(d->cn_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		r = -errno;
+	/* A bigger queue loses fewer events on a busy machine; best effort. */
+	int size = 1 << 20;
+	if (r == 0 && setsockopt(d->cn_fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof(size)) < 0)
+		(void)setsockopt(d->cn_fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+	d->cn_seq = (uint32_t)getpid() ^ (uint32_t)(uintptr_t)d;
+	if (r == 0)
+		r = pid_cn_send_listen(d);
+	if (r == 0)
+		r = d->host->watch_fd(d->ctx, d->cn_fd, EPOLLIN, pid_on_cn, d);
+	if (r < 0) {
+		snprintf(err, errlen, "process events connector: %s%s", strerror(-r),
+			 r == -EPERM ? " (needs CAP_NET_ADMIN)" : "");
+		close(d->cn_fd);
+		d->cn_fd = -1;
+	}
+	return r;
+}
+
+static void pid_cn_close(struct pid_det *d)
+{
+	if (d->cn_fd < 0)
+		return;
+	d->host->unwatch_fd(d->ctx, d->cn_fd);
+	close(d->cn_fd);
+	d->cn_fd = -1;
+}
+
+/* ------------------------------------------------------------- attaching */
+
+static bool pid_uses_waitid(const struct pid_det *d)
+{
+	return d->via == VIA_AUTO || d->via == VIA_WAITID;
+}
+
+/* A child of ours can be waited for: waitid() does not say ECHILD. */
+static bool pid_fd_is_child(int pidfd)
+{
+	siginfo_t si;
+	memset(&si, 0, sizeof(si));
+	return waitid((idtype_t)P_PIDFD, (id_t)pidfd, &si, WEXITED | WNOHANG | WNOWAIT) == 0;
+}
+
+static void pid_on_pidfd(void *data, int fd, uint32_t revents);
+
+/* Attach to (pid, start). -ESRCH when that process is gone (or a zombie we
+ * cannot wait for), another -errno otherwise; the reason goes into err. */
+static int pid_attach(struct pid_det *d, pid_t pid, uint64_t start, char *err, size_t errlen)
+{
+	/* What is still queued about this PID is about an earlier process. */
+	if (d->cn_fd >= 0)
+		(void)pid_cn_drain(d);
+	int fd = (int)syscall(SYS_pidfd_open, pid, 0); /* always close-on-exec */
+	if (fd < 0 && errno != ESRCH) {
+		snprintf(err, errlen, "pidfd_open(%d): %s", (int)pid, strerror(errno));
+		return -errno;
+	}
+	/* Opened, check identity again: the PID may have been reused meanwhile. */
+	bool child = fd >= 0 && pid_fd_is_child(fd);
+	if (fd < 0 || !proc_is_same(pid, start) || (proc_state(pid) == 'Z' && !child)) {
+		if (fd >= 0)
+			close(fd);
+		snprintf(err, errlen, "process %d does not exist (already exited?)", (int)pid);
+		return -ESRCH;
+	}
+	int r = d->host->watch_fd(d->ctx, fd, EPOLLIN, pid_on_pidfd, d);
+	if (r < 0) {
+		close(fd);
+		snprintf(err, errlen, "cannot watch process %d: %s", (int)pid, strerror(-r));
+		return r;
+	}
+	d->pidfd = fd;
+	d->pid = pid;
+	d->start = start;
+	d->is_child = child;
+	d->exit_seen = d->leader_seen = false;
+	char cmdline[PID_CMDLINE_MAX];
+	if (proc_cmdline(pid, cmdline, sizeof(cmdline)) < 0)
+		cmdline[0] = '\0';
+	d->host->attached(d->ctx, pid, start, cmdline);
+	return 0;
+}
+
+/* ------------------------------------------------------------ the ending */
+
+static int64_t pid_on_recheck(void *data)
+{
+	struct pid_det *d = data;
+	d->recheck_timer = 0;
+	if (d->mode == PID_BY_FILE)
+		pid_check_file(d);
+	else if (d->mode == PID_BY_MATCH)
+		pid_rescan(d);
+	return VIGIL_TIMER_DONE;
+}
+
+/* Tell the core. host->exited() is the last thing done: the core may end the
+ * monitor, and destroy this instance, from inside it. */
+static void pid_report(struct pid_det *d, struct pid_status st)
+{
+	if (d->grace_timer)
+		d->host->cancel_timer(d->ctx, d->grace_timer);
+	d->grace_timer = 0;
+	if (d->pidfd >= 0) {
+		d->host->unwatch_fd(d->ctx, d->pidfd);
+		close(d->pidfd);
+	}
+	d->pidfd = -1;
+	d->done_pid = d->pid;
+	d->done_start = d->start;
+	d->pid = 0;
+	/* pid_file and match targets are recurring jobs: look for the next run. */
+	if (d->mode != PID_BY_PID && !d->recheck_timer) {
+		int64_t id = d->host->add_timer(d->ctx, 0, pid_on_recheck, d);
+		d->recheck_timer = id > 0 ? id : 0;
+	}
+	if (!st.known)
+		st.code = st.sig = -1, st.core = 0;
+	d->host->exited(d->ctx, st.code, st.sig, st.core);
+}
+
+static int64_t pid_on_grace(void *data)
+{
+	struct pid_det *d = data;
+	d->grace_timer = 0;
+	(void)pid_cn_drain(d);
+	if (!d->exit_seen)
+		d->host->log(d->ctx, VIGIL_LOG_DEBUG, "no exit message for process %d",
+			     (int)d->pid);
+	pid_report(d, d->exit_seen ? d->cn_status : (struct pid_status){ 0 });
+	return VIGIL_TIMER_DONE;
+}
+
+/* The pidfd is readable: the process has exited. Find out how. */
+static void pid_on_pidfd(void *data, int fd, uint32_t revents)
+{
+	struct pid_det *d = data;
+	d->host->unwatch_fd(d->ctx, fd);
+	if (d->is_child && pid_uses_waitid(d)) {
+		siginfo_t si;
+		memset(&si, 0, sizeof(si));
+		if (waitid((idtype_t)P_PIDFD, (id_t)fd, &si, WEXITED | WNOHANG) == 0 &&
+		    si.si_pid != 0) {
+			struct pid_status st = { .known = true, .code = -1, .sig = -1 };
+			if (si.si_code == CLD_EXITED)
+				st.code = si.si_status;
+			else
+				st.sig = si.si_status, st.core = si.si_code == CLD_DUMPED;
+			pid_report(d, st);
+			return;
+		}
+		/* ECHILD: reaped elsewhere; the connector may still know. */
+	}
+	if (d->cn_fd < 0) {
+		pid_report(d, (struct pid_status){ 0 });
+		return;
+	}
+	(void)pid_cn_drain(d);
+	if (d->exit_seen) {
+		pid_report(d, d->cn_status);
+		return;
+	}
+	int64_t id = d->host->add_timer(d->ctx, PID_EXIT_GRACE_MS, pid_on_grace, d);
+	if (id <= 0)
+		pid_report(d, (struct pid_status){ 0 });
+	else
+		d->grace_timer = id;
+}
+
+static void pid_on_cn(void *data, int fd, uint32_t revents)
+{
+	struct pid_det *d = data;
+	int r = pid_cn_drain(d);
+	if (r < 0 && r != -EPERM)
+		d->host->log(d->ctx, VIGIL_LOG_DEBUG, "process events: %s", strerror(-r));
+	if (d->grace_timer && d->exit_seen) {
+		pid_report(d, d->cn_status);
+		return;
+	}
+	if (d->exec_seen) {
+		d->exec_seen = false;
+		pid_rescan(d);
+	}
+}
+
+/* -------------------------------------------------------------- pid files */
+
+/* Warn once per distinct complaint (it includes the file's content). */
+__attribute__((format(printf, 3, 4))) static void pid_warn_once(struct pid_det *d,
+								 const char *key,
+								 const char *fmt, ...)
+{
+	if (d->warned && strcmp(d->warned, key) == 0)
+		return;
+	free(d->warned);
+	d->warned = strdup(key);
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	d->host->log(d->ctx, VIGIL_LOG_WARN, "%s", msg);
+}
+
+/* The raw content of the pid file (bounded), as the key of its warnings. */
+static void pid_file_key(const struct pid_det *d, int verdict, char *key, size_t len)
+{
+	int n = snprintf(key, len, "%d:", verdict);
+	int fd = open(d->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	if (fd < 0 || n < 0 || (size_t)n >= len)
+		goto out;
+	ssize_t got = read(fd, key + n, len - 1 - (size_t)n);
+	if (got > 0)
+		for (ssize_t i = 0; i < got; i++)
+			if (key[n + i] == '\0')
+				key[n + i] = '\1';
+	key[n + (got > 0 ? got : 0)] = '\0';
+out:
+	if (fd >= 0)
+		close(fd);
+}
+
+static int64_t pid_on_empty(void *data)
+{
+	struct pid_det *d = data;
+	d->empty_timer = 0;
+	d->empty_grace_over = true;
+	pid_check_file(d);
+	return VIGIL_TIMER_DONE;
+}
+
+/* An empty file is normally one being written: complain only if it stays so. */
+static bool pid_file_empty_wait(struct pid_det *d, const char *err)
+{
+	if (strcmp(err, "empty pid file") != 0 || d->empty_grace_over)
+		return false;
+	if (!d->empty_timer) {
+		int64_t id = d->host->add_timer(d->ctx, PID_EMPTY_GRACE_MS, pid_on_empty, d);
+		d->empty_timer = id > 0 ? id : 0;
+	}
+	return d->empty_timer != 0;
+}
+
+/* Did the process start after the pid file was last written? Then the file
+ * names an earlier process whose PID was reused: an impostor. */
+static bool pid_file_impostor(const struct stat *st, uint64_t start)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	int64_t now_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+	int64_t started_ms = now_ms - proc_age_ms(start);
+	int64_t mtime_ms = (int64_t)st->st_mtim.tv_sec * 1000 + st->st_mtim.tv_nsec / 1000000;
+	return started_ms > mtime_ms + PID_FILE_SLACK_MS;
+}
+
+/* A valid PID read from the file: attach to it unless it is not the writer. */
+static void pid_file_try(struct pid_det *d, pid_t pid, const char *key)
+{
+	char err[256];
+	uint64_t start;
+	struct stat st;
+	if (proc_start_time(pid, &start) < 0 || stat(d->path, &st) < 0) {
+		if (pid != d->done_pid)
+			pid_warn_once(d, key, "pid file %s names process %d, which does not exist",
+				      d->path, (int)pid);
+		return;
+	}
+	if (pid == d->done_pid && start == d->done_start)
+		return; /* the run just reported; wait for the next one */
+	if (pid_file_impostor(&st, start)) {
+		pid_warn_once(d, key,
+			      "pid file %s names process %d, which started after the file was "
+			      "written (a reused PID): not attaching",
+			      d->path, (int)pid);
+		return;
+	}
+	int r = pid_attach(d, pid, start, err, sizeof(err));
+	if (r < 0 && pid != d->done_pid)
+		pid_warn_once(d, key, "pid file %s: %s", d->path, err);
+	if (r == 0) {
+		free(d->warned);
+		d->warned = NULL;
+	}
+}
+
+static void pid_check_file(struct pid_det *d)
+{
+	char err[256], key[200];
+	pid_t pid;
+	if (d->ended || d->pidfd >= 0)
+		return; /* attached: re-read after it ends */
+	int r = proc_read_pid_file(d->path, &pid, err, sizeof(err));
+	if (r == -ENOENT) {
+		free(d->warned);
+		d->warned = NULL;
+		return;
+	}
+	if (r == -EINVAL && pid_file_empty_wait(d, err))
+		return;
+	d->empty_grace_over = false;
+	pid_file_key(d, r, key, sizeof(key));
+	if (r < 0)
+		pid_warn_once(d, key, "pid file %s: %s; waiting for it to change", d->path, err);
+	else
+		pid_file_try(d, pid, key);
+}
+
+static void pid_on_inotify(void *data, int fd, uint32_t revents)
+{
+	struct pid_det *d = data;
+	_Alignas(struct inotify_event) char buf[4096];
+	bool relevant = false, gone = false;
+	for (;;) {
+		ssize_t n = read(fd, buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		for (char *p = buf; p < buf + n;) {
+			const struct inotify_event *ev = (const void *)p;
+			if ((ev->len && strcmp(ev->name, d->base) == 0) ||
+			    (ev->mask & IN_Q_OVERFLOW))
+				relevant = true;
+			if (ev->mask & IN_IGNORED)
+				gone = true; /* the folder went away */
+			p += sizeof(*ev) + ev->len;
+		}
+	}
+	char err[256];
+	if (gone && pid_file_watch(d, err, sizeof(err)) < 0)
+		d->host->log(d->ctx, VIGIL_LOG_WARN, "%s", err);
+	if (relevant || gone)
+		pid_check_file(d);
+}
+
+static int64_t pid_on_dir_poll(void *data);
+
+/* Watch the pid file's folder; while it does not exist, look every second. */
+static int pid_file_watch(struct pid_det *d, char *err, size_t errlen)
+{
+	if (inotify_add_watch(d->ino_fd, d->dir, PID_DIR_MASK) >= 0)
+		return 0;
+	if (errno != ENOENT && errno != ENOTDIR) {
+		snprintf(err, errlen, "cannot watch %s: %s", d->dir, strerror(errno));
+		return -errno;
+	}
+	if (!d->poll_timer) {
+		d->host->log(d->ctx, VIGIL_LOG_INFO, "folder %s does not exist yet", d->dir);
+		int64_t id = d->host->add_timer(d->ctx, PID_POLL_MS, pid_on_dir_poll, d);
+		if (id < 0) {
+			snprintf(err, errlen, "timer: %s", strerror((int)-id));
+			return (int)id;
+		}
+		d->poll_timer = id;
+	}
+	return 0;
+}
+
+static int64_t pid_on_dir_poll(void *data)
+{
+	struct pid_det *d = data;
+	if (inotify_add_watch(d->ino_fd, d->dir, PID_DIR_MASK) < 0)
+		return PID_POLL_MS;
+	d->poll_timer = 0;
+	pid_check_file(d);
+	return VIGIL_TIMER_DONE;
+}
+
+static int pid_file_start(struct pid_det *d, char *err, size_t errlen)
+{
+	d->ino_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (d->ino_fd < 0) {
+		snprintf(err, errlen, "inotify: %s", strerror(errno));
+		return -errno;
+	}
+	int r = d->host->watch_fd(d->ctx, d->ino_fd, EPOLLIN, pid_on_inotify, d);
+	if (r < 0) {
+		snprintf(err, errlen, "inotify: %s", strerror(-r));
+		close(d->ino_fd);
+		d->ino_fd = -1;
+		return r;
+	}
+	r = pid_file_watch(d, err, errlen);
+	if (r == 0)
+		pid_check_file(d);
+	return r;
+}
+
+/* ------------------------------------------------------------------ match */
+
+struct pid_found {
+	pid_t pid;
+	uint64_t start;
+	char cmdline[64];
+};
+
+/* Does this /proc entry run a command line matching the pattern? */
+static bool pid_matches(struct pid_det *d, pid_t pid, struct pid_found *f)
+{
+	char cmdline[PID_CMDLINE_MAX];
+	if (proc_cmdline(pid, cmdline, sizeof(cmdline)) < 0 || !cmdline[0])
+		return false; /* gone, a kernel thread, or a zombie */
+	if (pcre2_match(d->re, (PCRE2_SPTR)cmdline, strlen(cmdline), 0, 0, d->md, NULL) < 0)
+		return false;
+	if (proc_start_time(pid, &f->start) < 0)
+		return false;
+	if (pid == d->done_pid && f->start == d->done_start)
+		return false;
+	f->pid = pid;
+	/* Kept short for the ambiguity message; "..." marks a cut. */
+	size_t len = strlen(cmdline), max = sizeof(f->cmdline) - 1;
+	if (len > max) {
+		memcpy(f->cmdline, cmdline, max - 3);
+		memcpy(f->cmdline + max - 3, "...", 4);
+	} else {
+		memcpy(f->cmdline, cmdline, len + 1);
+	}
+	return true;
+}
+
+/* All matching processes but ourselves and our parent; the first few kept. */
+static size_t pid_scan(struct pid_det *d, struct pid_found *found, size_t max)
+{
+	DIR *proc = opendir("/proc");
+	if (!proc)
+		return 0;
+	pid_t self = getpid(), parent = getppid();
+	size_t n = 0;
+	struct dirent *de;
+	while ((de = readdir(proc))) {
+		char *end;
+		long v = strtol(de->d_name, &end, 10);
+		if (*end || v <= 0 || v == self || v == parent)
+			continue;
+		struct pid_found f;
+		if (!pid_matches(d, (pid_t)v, &f))
+			continue;
+		if (n < max)
+			found[n] = f;
+		n++;
+	}
+	closedir(proc);
+	return n;
+}
+
+/* Several processes match: which one is meant cannot be known. */
+static void pid_ambiguous(struct pid_det *d, const struct pid_found *found, size_t n)
+{
+	char msg[2048];
+	size_t len = (size_t)snprintf(msg, sizeof(msg), "match \"%s\" is ambiguous: ", d->pattern);
+	size_t shown = n < PID_AMBIGUOUS_LIST ? n : PID_AMBIGUOUS_LIST;
+	for (size_t i = 0; i < shown && len < sizeof(msg); i++)
+		len += (size_t)snprintf(msg + len, sizeof(msg) - len, "%s%d (%s)", i ? ", " : "",
+					(int)found[i].pid, found[i].cmdline);
+	if (n > shown && len < sizeof(msg))
+		snprintf(msg + len, sizeof(msg) - len, " and %zu more", n - shown);
+	d->ended = true;
+	d->host->lost(d->ctx, msg); /* last: the core may destroy us inside */
+}
+
+static void pid_rescan(struct pid_det *d)
+{
+	struct pid_found found[PID_AMBIGUOUS_LIST];
+	char err[256];
+	if (d->ended || d->pidfd >= 0 || d->mode != PID_BY_MATCH)
+		return;
+	size_t n = pid_scan(d, found, PID_AMBIGUOUS_LIST);
+	if (n > 1) {
+		pid_ambiguous(d, found, n);
+		return;
+	}
+	/* A match that exits before we open it is simply not there: keep waiting. */
+	if (n == 1 && pid_attach(d, found[0].pid, found[0].start, err, sizeof(err)) < 0)
+		d->host->log(d->ctx, VIGIL_LOG_DEBUG, "%s", err);
+}
+
+static int64_t pid_on_poll(void *data)
+{
+	pid_rescan(data);
+	return PID_POLL_MS;
+}
+
+static int pid_match_start(struct pid_det *d, char *err, size_t errlen)
+{
+	/* Without the connector's exec events nothing says a process appeared. */
+	if (d->cn_fd < 0) {
+		int64_t id = d->host->add_timer(d->ctx, PID_POLL_MS, pid_on_poll, d);
+		if (id < 0) {
+			snprintf(err, errlen, "timer: %s", strerror((int)-id));
+			return (int)id;
+		}
+		d->poll_timer = id;
+	}
+	pid_rescan(d);
+	return 0;
+}
+
+/* -------------------------------------------------------------- lifecycle */
+
+static int pid_start_pid(struct pid_det *d)
+{
+	char err[256];
+	uint64_t start;
+	int r = proc_start_time(d->want_pid, &start);
+	if (r == 0)
+		r = pid_attach(d, d->want_pid, start, err, sizeof(err));
+	else
+		snprintf(err, sizeof(err), "process %d does not exist (already exited?)",
+			 (int)d->want_pid);
+	if (r < 0) {
+		d->ended = true;
+		d->host->lost(d->ctx, err);
+	}
+	return 0;
+}
+
+static int pid_start(void *instance, char *err, size_t errlen)
+{
+	struct pid_det *d = instance;
+	if (d->via == VIA_AUTO || d->via == VIA_CONNECTOR) {
+		char why[256];
+		int r = pid_cn_open(d, why, sizeof(why));
+		if (r < 0 && d->via == VIA_CONNECTOR) {
+			snprintf(err, errlen, "%s", why);
+			return r;
+		}
+		if (r < 0)
+			d->host->log(d->ctx, VIGIL_LOG_INFO,
+				     "%s: the exit status of a process vigil did not start "
+				     "will be unknown", why);
+	}
+	switch (d->mode) {
+	case PID_BY_PID:
+		return pid_start_pid(d);
+	case PID_BY_FILE:
+		return pid_file_start(d, err, errlen);
+	case PID_BY_MATCH:
+		return pid_match_start(d, err, errlen);
+	}
+	return -EINVAL;
+}
+
+static void pid_destroy(void *instance)
+{
+	struct pid_det *d = instance;
+	if (!d)
+		return;
+	int64_t timers[] = { d->grace_timer, d->poll_timer, d->recheck_timer, d->empty_timer };
+	for (size_t i = 0; i < sizeof(timers) / sizeof(timers[0]); i++)
+		if (timers[i] > 0)
+			d->host->cancel_timer(d->ctx, timers[i]);
+	int fds[] = { d->pidfd, d->ino_fd };
+	for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++) {
+		if (fds[i] >= 0) {
+			d->host->unwatch_fd(d->ctx, fds[i]);
+			close(fds[i]);
+		}
+	}
+	pid_cn_close(d);
+	pcre2_match_data_free(d->md);
+	pcre2_code_free(d->re);
+	free(d->pattern);
+	free(d->path);
+	free(d->dir);
+	free(d->base);
+	free(d->warned);
+	free(d);
+}
+
+/* Split a pid file path into its folder and its name. */
+static int pid_split_path(struct pid_det *d, const char *path, char *err, size_t errlen)
+{
+	const char *slash = strrchr(path, '/');
+	const char *base = slash ? slash + 1 : path;
+	if (!*base || strcmp(base, ".") == 0 || strcmp(base, "..") == 0) {
+		snprintf(err, errlen, "pid_file: %s names a folder, not a file", path);
+		return -EINVAL;
+	}
+	d->path = strdup(path);
+	d->base = strdup(base);
+	if (!slash)
+		d->dir = strdup(".");
+	else if (slash == path)
+		d->dir = strdup("/");
+	else
+		d->dir = strndup(path, (size_t)(slash - path));
+	return d->path && d->base && d->dir ? 0 : -ENOMEM;
+}
+
+static int pid_compile(struct pid_det *d, const char *pattern, char *err, size_t errlen)
+{
+	int code;
+	PCRE2_SIZE off;
+	d->pattern = strdup(pattern);
+	if (!d->pattern)
+		return -ENOMEM;
+	d->re = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED, 0, &code, &off, NULL);
+	if (!d->re) {
+		PCRE2_UCHAR msg[256];
+		pcre2_get_error_message(code, msg, sizeof(msg));
+		snprintf(err, errlen, "match: %s at offset %zu", (const char *)msg, (size_t)off);
+		return -EINVAL;
+	}
+	d->md = pcre2_match_data_create_from_pattern(d->re, NULL);
+	return d->md ? 0 : -ENOMEM;
+}
+
+static int pid_parse_via(struct pid_det *d, const struct vigil_config *cfg, char *err,
+			 size_t errlen)
+{
+	static const char *const names[] = { "auto", "waitid", "connector", "none" };
+	const struct vigil_value *v = vigil_config_get(cfg, "exit_via");
+	const char *text = v ? v->text : "auto";
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		if (strcmp(text, names[i]) == 0) {
+			d->via = (enum pid_via)i;
+			return 0;
+		}
+	}
+	snprintf(err, errlen, "exit_via: \"%s\" is not one of auto, waitid, connector, none",
+		 text);
+	return -EINVAL;
+}
+
+static int pid_parse_target(struct pid_det *d, const struct vigil_config *cfg, char *err,
+			    size_t errlen)
+{
+	const struct vigil_value *pid = vigil_config_get(cfg, "pid");
+	const struct vigil_value *file = vigil_config_get(cfg, "pid_file");
+	const struct vigil_value *match = vigil_config_get(cfg, "match");
+	int n = !!pid + !!file + !!match;
+	if (n != 1) {
+		snprintf(err, errlen, "%s one of pid, pid_file or match",
+			 n ? "set only" : "set exactly");
+		return -EINVAL;
+	}
+	if (pid) {
+		d->mode = PID_BY_PID;
+		return proc_parse_pid(pid->text, &d->want_pid, err, errlen);
+	}
+	if (file) {
+		d->mode = PID_BY_FILE;
+		return pid_split_path(d, file->text, err, errlen);
+	}
+	d->mode = PID_BY_MATCH;
+	return pid_compile(d, match->text, err, errlen);
+}
+
+static int pid_create(const struct vigil_host *host, struct vigil_ctx *ctx,
+		      const struct vigil_config *cfg, void **instance, char *err, size_t errlen)
+{
+	struct pid_det *d = calloc(1, sizeof(*d));
+	if (!d) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	d->host = host;
+	d->ctx = ctx;
+	d->cn_fd = d->pidfd = d->ino_fd = -1;
+	int r = pid_parse_via(d, cfg, err, errlen);
+	if (r == 0)
+		r = pid_parse_target(d, cfg, err, errlen);
+	if (r < 0) {
+		if (r == -ENOMEM)
+			snprintf(err, errlen, "out of memory");
+		pid_destroy(d);
+		return r;
+	}
+	*instance = d;
+	return 0;
+}
+
+VIGIL_PLUGIN(.kind = VIGIL_PLUGIN_DETECTOR, .name = "pid",
+	     .summary = "the target process: attach, and report when and how it ends",
+	     .options = pid_options, .create = pid_create, .start = pid_start,
+	     .on_event = NULL, .settle = NULL, .notify = NULL, .destroy = pid_destroy);

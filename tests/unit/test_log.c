@@ -1,0 +1,605 @@
+/* The log detector, driven through its descriptor by the fake host, on real
+ * files in a temporary folder written by the test as a job would. */
+#include <dirent.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "fake_host.h"
+
+#define WAIT_MS 10000
+
+struct t {
+	void *so;
+	const struct vigil_plugin *p;
+	struct fake_host *fh;
+	char dir[64];
+	char log[96];
+	void *inst;
+};
+
+static int t_setup(void **state)
+{
+	struct t *t = calloc(1, sizeof(*t));
+	const char *so = getenv("VIGIL_TEST_PLUGIN");
+
+	assert_non_null(t);
+	assert_non_null(so);
+	t->so = dlopen(so, RTLD_NOW | RTLD_LOCAL);
+	if (!t->so)
+		fail_msg("dlopen: %s", dlerror());
+	t->p = dlsym(t->so, VIGIL_PLUGIN_SYMBOL);
+	assert_non_null(t->p);
+	t->fh = fake_host_new();
+	strcpy(t->dir, "/tmp/vigil-test-log-XXXXXX");
+	assert_non_null(mkdtemp(t->dir));
+	snprintf(t->log, sizeof(t->log), "%s/job.log", t->dir);
+	*state = t;
+	return 0;
+}
+
+static void rm_rf(const char *path)
+{
+	DIR *d = opendir(path);
+	struct dirent *de;
+	char p[512];
+
+	if (!d) {
+		unlink(path);
+		return;
+	}
+	while ((de = readdir(d))) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		snprintf(p, sizeof(p), "%s/%s", path, de->d_name);
+		rm_rf(p);
+	}
+	closedir(d);
+	rmdir(path);
+}
+
+static int t_teardown(void **state)
+{
+	struct t *t = *state;
+
+	fake_host_free(t->fh); /* destroys the instances */
+	rm_rf(t->dir);
+	dlclose(t->so);
+	free(t);
+	return 0;
+}
+
+/* Start an instance with path = the test log plus `extra` lines. */
+static void start(struct t *t, const char *const *extra)
+{
+	const char *lines[16];
+	char path[128];
+	size_t n = 0;
+
+	snprintf(path, sizeof(path), "path = %s", t->log);
+	lines[n++] = path;
+	for (size_t i = 0; extra && extra[i]; i++)
+		lines[n++] = extra[i];
+	lines[n] = NULL;
+	if (fake_host_instantiate(t->fh, t->p, lines, &t->inst) < 0)
+		fail_msg("instantiate: %s", fake_host_last_error(t->fh));
+}
+
+static void append_to(const char *path, const char *data, size_t len)
+{
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+
+	assert_true(fd >= 0);
+	while (len > 0) {
+		ssize_t n = write(fd, data, len);
+		assert_true(n > 0);
+		data += n;
+		len -= (size_t)n;
+	}
+	close(fd);
+}
+
+static void append(struct t *t, const char *s)
+{
+	append_to(t->log, s, strlen(s));
+}
+
+static size_t count_kind(struct fake_host *fh, const char *kind)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < fake_host_n_events(fh); i++)
+		if (!strcmp(fake_host_event(fh, i)->kind, kind))
+			n++;
+	return n;
+}
+
+struct want {
+	const char *kind;
+	size_t n;
+};
+
+static bool pred_kind(struct fake_host *fh, void *arg)
+{
+	struct want *w = arg;
+
+	return count_kind(fh, w->kind) >= w->n;
+}
+
+static bool wait_kind(struct t *t, const char *kind, size_t n)
+{
+	struct want w = {kind, n};
+
+	return fake_host_run_until(t->fh, pred_kind, &w, WAIT_MS);
+}
+
+/* The i-th event of `kind`. */
+static const struct fake_event *nth(struct t *t, const char *kind, size_t i)
+{
+	size_t from = 0;
+	const struct fake_event *e = NULL;
+
+	for (size_t k = 0; k <= i; k++) {
+		e = NULL;
+		for (; from < fake_host_n_events(t->fh); from++) {
+			if (!strcmp(fake_host_event(t->fh, from)->kind, kind)) {
+				e = fake_host_event(t->fh, from++);
+				break;
+			}
+		}
+		assert_non_null(e);
+	}
+	return e;
+}
+
+static struct vigil_bytes field_str(const struct fake_event *e, const char *name)
+{
+	const struct vigil_field *f = fake_event_field(e, name);
+
+	assert_non_null(f);
+	assert_int_equal(f->type, VIGIL_FIELD_STRING);
+	return f->u.s;
+}
+
+static void assert_match(const struct fake_event *e, const char *pattern, const char *line)
+{
+	struct vigil_bytes p = field_str(e, "pattern"), l = field_str(e, "line");
+
+	assert_int_equal(p.len, strlen(pattern));
+	assert_memory_equal(p.ptr, pattern, p.len);
+	assert_int_equal(l.len, strlen(line));
+	assert_memory_equal(l.ptr, line, l.len);
+}
+
+/* ------------------------------------------------------------------ tests */
+
+static void test_success_failure(void **state)
+{
+	struct t *t = *state;
+	const char *opts[] = {"success = job (completed|finished)", "failure = error|failed", NULL};
+
+	append(t, "old error before start\n");
+	start(t, opts);
+	assert_true(fake_host_criteria(t->fh) & (1u << VIGIL_CRIT_SUCCESS));
+	assert_true(fake_host_criteria(t->fh) & (1u << VIGIL_CRIT_FAILURE));
+	append(t, "step 1\nan error occurred\nnothing\njob completed\n");
+	assert_true(wait_kind(t, VIGIL_EV_MATCH, 2));
+	assert_match(nth(t, VIGIL_EV_MATCH, 0), "failure", "an error occurred");
+	assert_match(nth(t, VIGIL_EV_MATCH, 1), "success", "job completed");
+	const struct fake_event *e = nth(t, VIGIL_EV_MATCH, 0);
+	assert_string_equal(e->message, "failure line: an error occurred");
+	const struct vigil_field *tr = fake_event_field(e, "truncated");
+	assert_non_null(tr);
+	assert_int_equal(tr->type, VIGIL_FIELD_BOOL);
+	assert_false(tr->u.b);
+	/* both on one line: failure first */
+	append(t, "job completed with error\n");
+	assert_true(wait_kind(t, VIGIL_EV_MATCH, 4));
+	assert_match(nth(t, VIGIL_EV_MATCH, 2), "failure", "job completed with error");
+	assert_match(nth(t, VIGIL_EV_MATCH, 3), "success", "job completed with error");
+	assert_int_equal(count_kind(t->fh, VIGIL_EV_MATCH), 4);
+}
+
+static void test_split_write(void **state)
+{
+	struct t *t = *state;
+	const char *opts[] = {"success = job completed", NULL};
+
+	append(t, "");
+	start(t, opts);
+	append(t, "job comp");
+	fake_host_run_for(t->fh, 100);
+	assert_int_equal(count_kind(t->fh, VIGIL_EV_MATCH), 0);
+	append(t, "leted ok\nlast");
+	assert_true(wait_kind(t, VIGIL_EV_MATCH, 1));
+	assert_match(nth(t, VIGIL_EV_MATCH, 0), "success", "job completed ok");
+	/* a pattern cannot span two lines */
+	append(t, " job\ncompleted\n");
+	fake_host_run_for(t->fh, 100);
+	assert_int_equal(t->p->settle(t->inst), VIGIL_SETTLED);
+	assert_int_equal(count_kind(t->fh, VIGIL_EV_MATCH), 1);
+}
+
+static void test_long_line(void **state)
+{
+	struct t *t = *state;
+	const char *opts[] = {"failure = error", "success = done", NULL};
+	size_t big = 10u << 20;
+	char *line = malloc(big + 1);
+
+	assert_non_null(line);
+	memset(line, 'x', big);
+	memcpy(line, "error ", 6);
+	memcpy(line + big - 4, "done", 4); /* past max_line: not seen */
+	line[big] = '\n';
+	append(t, "");
+	start(t, opts);
+	/* in pieces, like a writer would */
+	for (size_t off = 0; off <= big; off += 1u << 20) {
+		size_t n = big + 1 - off < (1u << 20) ? big + 1 - off : 1u << 20;
+		append_to(t->log, line + off, n);
+	}
+	free(line);
+	append(t, "all done\n");
+	assert_true(wait_kind(t, VIGIL_EV_MATCH, 2));
+	const struct fake_event *e = nth(t, VIGIL_EV_MATCH, 0);
+	struct vigil_bytes l = field_str(e, "line");
+	assert_int_equal(l.len, 64 * 1024);
+	assert_memory_equal(l.ptr, "error xxx", 9);
+	assert_true(fake_event_field(e, "truncated")->u.b);
+	assert_match(nth(t, VIGIL_EV_MATCH, 1), "success", "all done");
+	assert_false(fake_event_field(nth(t, VIGIL_EV_MATCH, 1), "truncated")->u.b);
+	assert_int_equal(count_kind(t->fh, VIGIL_EV_MATCH), 2);
+}
+
+static void test_invalid_utf8(void **state)
+{
+	struct t *t = *state;
+	const char *opts[] = {"failure = error", NULL};
+	const char bad[] = "error \xff\xfe\xc3 here \x01 end";
+
+	append(t, "");
+	start(t, opts);
+	append_to(t->log, bad, sizeof(bad) - 1);
+	append(t, "\n");
+	assert_true(wait_kind(t, VIGIL_EV_MATCH, 1));
+	struct vigil_bytes l = field_str(nth(t, VIGIL_EV_MATCH, 0), "line");
+	assert_int_equal(l.len, sizeof(bad) - 1);
+	assert_memory_equal(l.ptr, bad, l.len);
+}
+
+/* Every number 0..n-1 seen exactly once in "line N completed". */
+static void assert_each_once(struct t *t, int n)
+{
+	int *seen = calloc((size_t)n, sizeof(int));
+
+	assert_non_null(seen);
+	assert_int_equal(count_kind(t->fh, VIGIL_EV_MATCH), n);
+	for (size_t i = 0; i < fake_host_n_events(t->fh); i++) {
+		const struct fake_event *e = fake_host_event(t->fh, i);
+		if (strcmp(e->kind, VIGIL_EV_MATCH))
+			continue;
+		struct vigil_bytes l = field_str(e, "line");
+		char tmp[64];
+		int num = -1;
+		assert_true(l.len < sizeof(tmp));
+		memcpy(tmp, l.ptr, l.len);
+		tmp[l.len] = '\0';
+		assert_int_equal(sscanf(tmp, "line %d completed", &num), 1);
+		assert_true(num >= 0 && num < n);
+		seen[num]++;
+	}
+	for (int i = 0; i < n; i++)
+		if (seen[i] != 1)
+			fail_msg("line %d seen %d times", i, seen[i]);
+	free(seen);
+}
+
+static void write_numbered(const char *path, int from, int to)
+{
+	char b[64];
+
+	for (int i = from; i < to; i++) {
+		int k = snprintf(b, sizeof(b), "line %d completed\n", i);
+		append_to(path, b, (size_t)k);
+	}
+}
+
+static void test_rename_rotation(void **state)
+{
+	struct t *t = *state;
+	const char *opts[] = {"success = completed", NULL};
+	char old[160];
+	int total = 10000;
+
+	append(t, "");
+	start(t, opts);
+	for (int chunk = 0; chunk < total / 1000; chunk++) {
+		int base = chunk * 1000;
+		/* most of a chunk, rotate with lines still unread in the old file,
+		 * then the rest in the new one before the detector runs */
+		write_numbered(t->log, base, base + 990);
+		snprintf(old, sizeof(old), "%s.%d", t->log, chunk);
+		assert_int_equal(rename(t->log, old), 0);
+		append(t, "");
+		write_numbered(t->log, base + 990, base + 1000);
+		assert_true(wait_kind(t, VIGIL_EV_MATCH, (size_t)base + 1000));
+	}
+	assert_int_equal(t->p->settle(t->inst), VIGIL_SETTLED);
+	assert_each_once(t, total);
+}
+
+static void test_copytruncate(void **state)
+{
+	struct t *t = *state;
+	const char *opts[] = {"success = completed", "from = start", NULL};
+	char rotated[160];
+
+	write_numbered(t->log, 0, 100);
+	start(t, opts);
+	assert_true(wait_kind(t, VIGIL_EV_MATCH, 100));
+	/* 50 lines the detector has not read yet when logrotate copies and truncates */
+	write_numbered(t->log, 100, 150);
+	snprintf(rotated, sizeof(rotated), "%s.1", t->log);
+	int in = open(t->log, O_RDONLY | O_CLOEXEC);
+	assert_true(in >= 0);
+	char *copy = malloc(1 << 16);
+	assert_non_null(copy);
+	ssize_t n = read(in, copy, 1 << 16);
+	assert_true(n > 0);
+	close(in);
+	append_to(rotated, copy, (size_t)n);
+	free(copy);
+	assert_int_equal(truncate(t->log, 0), 0);
+	write_numbered(t->log, 150, 170);
+	assert_true(wait_kind(t, VIGIL_EV_MATCH, 170));
+	assert_int_equal(t->p->settle(t->inst), VIGIL_SETTLED);
+	assert_each_once(t, 170);
+}
+
+static void test_delete_recreate(void **state)
+{
+	struct t *t = *state;
+	const char *opts[] = {"success = completed", NULL};
+
+	append(t, "");
+	start(t, opts);
+	write_numbered(t->log, 0, 10);
+	assert_true(wait_kind(t, VIGIL_EV_MATCH, 10));
+	write_numbered(t->log, 10, 20); /* unread when deleted */
+	assert_int_equal(unlink(t->log), 0);
+	write_numbered(t->log, 20, 30);
+	assert_true(wait_kind(t, VIGIL_EV_MATCH, 30));
+	assert_int_equal(t->p->settle(t->inst), VIGIL_SETTLED);
+	assert_each_once(t, 30);
+}
+
+static void test_appears_later(void **state)
+{
+	struct t *t = *state;
+	const char *opts[] = {"success = completed", NULL}; /* from = end */
+
+	start(t, opts);
+	fake_host_run_for(t->fh, 50);
+	write_numbered(t->log, 0, 5); /* read from its start */
+	assert_true(wait_kind(t, VIGIL_EV_MATCH, 5));
+	assert_each_once(t, 5);
+}
+
+static void test_folder_appears_later(void **state)
+{
+	struct t *t = *state;
+	const char *opts[] = {"success = completed", NULL};
+	char sub[96];
+
+	snprintf(sub, sizeof(sub), "%s/later", t->dir);
+	snprintf(t->log, sizeof(t->log), "%s/later/job.log", t->dir);
+	start(t, opts);
+	fake_host_run_for(t->fh, 50);
+	assert_int_equal(mkdir(sub, 0755), 0);
+	write_numbered(t->log, 0, 3);
+	assert_true(wait_kind(t, VIGIL_EV_MATCH, 3));
+	assert_each_once(t, 3);
+}
+
+static void test_stall(void **state)
+{
+	struct t *t = *state;
+	const char *opts[] = {"stall = 200ms", NULL};
+
+	append(t, "");
+	start(t, opts);
+	assert_true(wait_kind(t, VIGIL_EV_STALLED, 1));
+	const struct fake_event *e = nth(t, VIGIL_EV_STALLED, 0);
+	assert_string_equal(e->message, "no output for 200ms");
+	const struct vigil_field *f = fake_event_field(e, "silent_for");
+	assert_non_null(f);
+	assert_int_equal(f->type, VIGIL_FIELD_DOUBLE);
+	assert_true(f->u.d >= 0.2);
+	/* once: no second report while it stays silent */
+	fake_host_run_for(t->fh, 600);
+	assert_int_equal(count_kind(t->fh, VIGIL_EV_STALLED), 1);
+	append(t, "alive\n");
+	assert_true(wait_kind(t, VIGIL_EV_STALLED, 2));
+	/* the target exited: no more stall reports */
+	struct vigil_event ev = {.kind = VIGIL_EV_EXITED};
+	struct vigil_record rec = {.id = "x", .monitor = "test", .run = 1, .detector = "core",
+				   .event = &ev, .json = "{}", .json_len = 2};
+	append(t, "more\n");
+	fake_host_run_for(t->fh, 50);
+	t->p->on_event(t->inst, &rec);
+	fake_host_run_for(t->fh, 600);
+	assert_int_equal(count_kind(t->fh, VIGIL_EV_STALLED), 2);
+}
+
+static double progress_value(struct t *t, size_t i, const char *unit)
+{
+	const struct fake_event *e = nth(t, VIGIL_EV_PROGRESS, i);
+	const struct vigil_field *v = fake_event_field(e, "value");
+	struct vigil_bytes u = field_str(e, "unit");
+
+	assert_non_null(v);
+	assert_int_equal(v->type, VIGIL_FIELD_DOUBLE);
+	assert_int_equal(u.len, strlen(unit));
+	assert_memory_equal(u.ptr, unit, u.len);
+	return v->u.d;
+}
+
+static void test_progress_percent(void **state)
+{
+	struct t *t = *state;
+	const char *opts[] = {"progress = ([0-9.]+)%", NULL};
+
+	append(t, "");
+	start(t, opts);
+	append(t, "copy 10% done\n");
+	assert_true(wait_kind(t, VIGIL_EV_PROGRESS, 1));
+	assert_true(progress_value(t, 0, "percent") == 10);
+	/* within the second: the unchanged value is dropped, 100% goes at once */
+	append(t, "copy 10% done\ncopy 100% done\n");
+	assert_true(wait_kind(t, VIGIL_EV_PROGRESS, 2));
+	assert_true(progress_value(t, 1, "percent") == 100);
+	assert_int_equal(t->p->settle(t->inst), VIGIL_SETTLED);
+	assert_int_equal(count_kind(t->fh, VIGIL_EV_PROGRESS), 2);
+}
+
+static void test_progress_count(void **state)
+{
+	struct t *t = *state;
+	const char *opts[] = {"progress = processed ([0-9]+) rows", NULL};
+
+	append(t, "");
+	start(t, opts);
+	append(t, "processed 5 rows\n");
+	assert_true(wait_kind(t, VIGIL_EV_PROGRESS, 1));
+	assert_true(progress_value(t, 0, "count") == 5);
+	/* a burst: only the latest value is reported, when the second is over */
+	append(t, "processed 6 rows\nprocessed 7 rows\n");
+	assert_true(wait_kind(t, VIGIL_EV_PROGRESS, 2));
+	assert_true(progress_value(t, 1, "count") == 7);
+	assert_int_equal(count_kind(t->fh, VIGIL_EV_PROGRESS), 2);
+}
+
+static void test_from_end_and_start(void **state)
+{
+	struct t *t = *state;
+	const char *end_opts[] = {"success = completed", NULL};
+
+	append(t, "old completed\n");
+	start(t, end_opts);
+	append(t, "new completed\n");
+	assert_true(wait_kind(t, VIGIL_EV_MATCH, 1));
+	assert_match(nth(t, VIGIL_EV_MATCH, 0), "success", "new completed");
+
+	struct fake_host *fh2 = fake_host_new();
+	const char *start_opts[] = {NULL, "success = completed", "from = start", NULL};
+	char path[128];
+	void *inst;
+	snprintf(path, sizeof(path), "path = %s", t->log);
+	start_opts[0] = path;
+	if (fake_host_instantiate(fh2, t->p, start_opts, &inst) < 0)
+		fail_msg("instantiate: %s", fake_host_last_error(fh2));
+	struct want w = {VIGIL_EV_MATCH, 2};
+	assert_true(fake_host_run_until(fh2, pred_kind, &w, WAIT_MS));
+	assert_int_equal(count_kind(fh2, VIGIL_EV_MATCH), 2);
+	fake_host_free(fh2);
+	assert_int_equal(count_kind(t->fh, VIGIL_EV_MATCH), 1);
+}
+
+/* log_tail is recorded through a copy of the host table. */
+struct tail_rec {
+	char lines[8][64];
+	size_t n;
+	unsigned calls;
+};
+static struct tail_rec tail_seen;
+
+static void rec_log_tail(struct vigil_ctx *ctx, const struct vigil_bytes *lines, size_t n)
+{
+	(void)ctx;
+	assert_true(n <= 8);
+	tail_seen.n = n;
+	tail_seen.calls++;
+	for (size_t i = 0; i < n; i++) {
+		assert_true(lines[i].len < 64);
+		memcpy(tail_seen.lines[i], lines[i].ptr, lines[i].len);
+		tail_seen.lines[i][lines[i].len] = '\0';
+	}
+}
+
+static void test_log_tail_after_settle(void **state)
+{
+	struct t *t = *state;
+	struct vigil_host host = *fake_host_api(t->fh);
+	char path[128], err[256] = "";
+	const char *lines[] = {path, "tail_lines = 3", "failure = error", "from = start", NULL};
+	void *inst = NULL;
+
+	host.log_tail = rec_log_tail;
+	memset(&tail_seen, 0, sizeof(tail_seen));
+	snprintf(path, sizeof(path), "path = %s", t->log);
+	append(t, "one\ntwo\nthree\nfour\nfinal error");
+	const struct vigil_config *cfg = fake_host_config(t->fh, t->p, lines);
+	assert_non_null(cfg);
+	assert_int_equal(t->p->create(&host, fake_host_ctx(t->fh), cfg, &inst, err, sizeof(err)), 0);
+	assert_int_equal(t->p->start(inst, err, sizeof(err)), 0);
+	assert_int_equal(t->p->settle(inst), VIGIL_SETTLED);
+	assert_int_equal(tail_seen.calls, 1);
+	assert_int_equal(tail_seen.n, 3);
+	assert_string_equal(tail_seen.lines[0], "three");
+	assert_string_equal(tail_seen.lines[1], "four");
+	assert_string_equal(tail_seen.lines[2], "final error");
+	/* the last line, without its newline, counted at settle */
+	assert_int_equal(count_kind(t->fh, VIGIL_EV_MATCH), 1);
+	assert_match(nth(t, VIGIL_EV_MATCH, 0), "failure", "final error");
+	t->p->destroy(inst);
+}
+
+static void test_bad_progress_pattern(void **state)
+{
+	struct t *t = *state;
+	char path[128], err[256] = "";
+	const char *lines[] = {path, "progress = [0-9]+%", NULL};
+	void *inst = NULL;
+
+	snprintf(path, sizeof(path), "path = %s", t->log);
+	const struct vigil_config *cfg = fake_host_config(t->fh, t->p, lines);
+	assert_non_null(cfg);
+	assert_true(t->p->create(fake_host_api(t->fh), fake_host_ctx(t->fh), cfg, &inst, err,
+				 sizeof(err)) < 0);
+	assert_non_null(strstr(err, "capture group"));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_success_failure, t_setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_split_write, t_setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_long_line, t_setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_invalid_utf8, t_setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_rename_rotation, t_setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_copytruncate, t_setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_delete_recreate, t_setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_appears_later, t_setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_folder_appears_later, t_setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_stall, t_setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_progress_percent, t_setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_progress_count, t_setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_from_end_and_start, t_setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_log_tail_after_settle, t_setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_bad_progress_pattern, t_setup, t_teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

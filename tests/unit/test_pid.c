@@ -1,0 +1,555 @@
+/* The pid detector, loaded from the built pid.so and driven through the fake
+ * host with real processes: children, reparented non-children, pid files and
+ * command line matches. Every wait is bounded. */
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <linux/cn_proc.h>
+#include <linux/connector.h>
+#include <linux/netlink.h>
+
+#include <cmocka.h>
+
+#include "fake_host.h"
+
+#define WAIT_MS 5000
+#define MAX_KIDS 8
+
+struct t {
+	void *so;
+	const struct vigil_plugin *p;
+	struct fake_host *fh;
+	pid_t kids[MAX_KIDS]; /* killed at teardown */
+	size_t n_kids;
+	char dir[64];
+	char pidfile[128];
+	char marker[64];
+};
+
+/* ---------------------------------------------------------------- helpers */
+
+static bool is_attached(struct fake_host *fh, void *arg)
+{
+	pid_t pid = 0;
+	return fake_host_attached(fh, &pid, NULL) && (!arg || pid == *(pid_t *)arg);
+}
+
+static bool is_exited(struct fake_host *fh, void *arg)
+{
+	(void)arg;
+	return fake_host_exited(fh, NULL, NULL, NULL);
+}
+
+/* The last reported exit has code *arg (the flag of an earlier run stays set). */
+static bool is_exit_code(struct fake_host *fh, void *arg)
+{
+	int code = -2;
+	return fake_host_exited(fh, &code, NULL, NULL) && code == *(int *)arg;
+}
+
+static bool is_lost(struct fake_host *fh, void *arg)
+{
+	(void)arg;
+	return fake_host_lost(fh) != NULL;
+}
+
+static void track(struct t *t, pid_t pid)
+{
+	assert_true(t->n_kids < MAX_KIDS);
+	t->kids[t->n_kids++] = pid;
+}
+
+/* A child that waits for one byte on *go, then exits with `code`. An EOF (the
+ * test died) makes it exit too. */
+static pid_t spawn_waiter(struct t *t, int code, int *go)
+{
+	int p[2];
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		char c;
+		close(p[1]);
+		if (read(p[0], &c, 1) != 1)
+			_exit(100);
+		_exit(code);
+	}
+	close(p[0]);
+	*go = p[1];
+	track(t, pid);
+	return pid;
+}
+
+static void say_go(int *go)
+{
+	assert_int_equal(write(*go, "g", 1), 1);
+	close(*go);
+	*go = -1;
+}
+
+/* A process that is not our child: double fork in a new session, so it is
+ * reparented. Its PID comes back through a pipe; it exits `code` on a byte. */
+static pid_t spawn_orphan(struct t *t, int code, int *go)
+{
+	int info[2], g[2];
+	assert_int_equal(pipe2(info, O_CLOEXEC), 0);
+	assert_int_equal(pipe2(g, O_CLOEXEC), 0);
+	pid_t mid = fork();
+	assert_true(mid >= 0);
+	if (mid == 0) {
+		close(info[0]);
+		close(g[1]);
+		setsid();
+		pid_t pid = fork();
+		if (pid == 0) {
+			char c;
+			close(info[1]);
+			if (read(g[0], &c, 1) != 1)
+				_exit(100);
+			_exit(code);
+		}
+		_exit(write(info[1], &pid, sizeof(pid)) == sizeof(pid) ? 0 : 1);
+	}
+	close(info[1]);
+	close(g[0]);
+	pid_t pid = 0;
+	assert_int_equal(read(info[0], &pid, sizeof(pid)), sizeof(pid));
+	close(info[0]);
+	int status;
+	assert_int_equal(waitpid(mid, &status, 0), mid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	assert_true(pid > 0);
+	track(t, pid);
+	*go = g[1];
+	return pid;
+}
+
+/* `sh -c 'read x; exit 3' MARKER`, its stdin a pipe: a byte ends it. Returns
+ * once exec has happened, so its command line is the final one. */
+static pid_t spawn_marked(struct t *t, int *go)
+{
+	int in[2], exec_done[2];
+	assert_int_equal(pipe2(in, O_CLOEXEC), 0);
+	assert_int_equal(pipe2(exec_done, O_CLOEXEC), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		close(in[1]);
+		close(exec_done[0]);
+		dup2(in[0], 0);
+		execl("/bin/sh", "sh", "-c", "read x; exit 3", t->marker, (char *)NULL);
+		_exit(127);
+	}
+	close(in[0]);
+	close(exec_done[1]);
+	char c;
+	assert_int_equal(read(exec_done[0], &c, 1), 0);
+	close(exec_done[0]);
+	track(t, pid);
+	*go = in[1];
+	return pid;
+}
+
+/* A PID that named a process a moment ago and names nothing now. */
+static pid_t gone_pid(void)
+{
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		_exit(0);
+	assert_int_equal(waitpid(pid, NULL, 0), pid);
+	return pid;
+}
+
+static void write_pidfile(const struct t *t, const char *content)
+{
+	char tmp[160];
+	snprintf(tmp, sizeof(tmp), "%s.tmp", t->pidfile);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, content, strlen(content)), (ssize_t)strlen(content));
+	close(fd);
+	assert_int_equal(rename(tmp, t->pidfile), 0); /* how daemons should write it */
+}
+
+static void write_pid(const struct t *t, pid_t pid)
+{
+	char text[32];
+	snprintf(text, sizeof(text), "%d\n", (int)pid);
+	write_pidfile(t, text);
+}
+
+static int start(struct t *t, const char *const *lines)
+{
+	void *inst;
+	return fake_host_instantiate(t->fh, t->p, lines, &inst);
+}
+
+static void expect_exit(struct t *t, int code, int sig)
+{
+	int c = -2, s = -2, core = -2;
+	assert_true(fake_host_run_until(t->fh, is_exited, NULL, WAIT_MS));
+	assert_true(fake_host_exited(t->fh, &c, &s, &core));
+	assert_int_equal(c, code);
+	assert_int_equal(s, sig);
+	assert_int_equal(core, 0);
+}
+
+/* Can this process subscribe to the process-events connector? Asked of the
+ * kernel the same way the plugin does, to tell a skip from a failure. */
+static bool connector_usable(void)
+{
+	int fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_CONNECTOR);
+	struct sockaddr_nl sa = { .nl_family = AF_NETLINK, .nl_groups = CN_IDX_PROC };
+	_Alignas(struct nlmsghdr) char buf[4096];
+	if (fd < 0)
+		return false;
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		close(fd);
+		return false;
+	}
+	memset(buf, 0, sizeof(buf));
+	struct nlmsghdr *nh = (void *)buf;
+	nh->nlmsg_len = NLMSG_LENGTH(sizeof(struct cn_msg) + sizeof(uint32_t));
+	nh->nlmsg_type = NLMSG_DONE;
+	struct cn_msg *cn = NLMSG_DATA(nh);
+	cn->id = (struct cb_id){ CN_IDX_PROC, CN_VAL_PROC };
+	cn->seq = 0x7e57;
+	cn->len = sizeof(uint32_t);
+	uint32_t op = PROC_CN_MCAST_LISTEN;
+	memcpy(cn->data, &op, sizeof(op));
+	bool ok = send(fd, buf, nh->nlmsg_len, 0) >= 0;
+	for (int i = 0; ok && i < 1000; i++) {
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		if (poll(&pfd, 1, 1000) != 1)
+			break;
+		ssize_t n = recv(fd, buf, sizeof(buf), 0);
+		if (n < (ssize_t)NLMSG_LENGTH(sizeof(struct cn_msg)))
+			continue;
+		cn = NLMSG_DATA(nh);
+		struct proc_event ev; /* copied: the payload is not 8-byte aligned */
+		memset(&ev, 0, sizeof(ev));
+		memcpy(&ev, cn->data, cn->len < sizeof(ev) ? cn->len : sizeof(ev));
+		if (ev.what == PROC_EVENT_NONE && cn->seq == 0x7e57) {
+			ok = ev.event_data.ack.err == 0;
+			break;
+		}
+	}
+	close(fd);
+	return ok;
+}
+
+/* ------------------------------------------------------------- fixtures */
+
+static int group_setup(void **state)
+{
+	static struct t t;
+	const char *path = getenv("VIGIL_TEST_PLUGIN");
+	if (!path) {
+		fprintf(stderr, "VIGIL_TEST_PLUGIN is not set\n");
+		return -1;
+	}
+	t.so = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	if (!t.so) {
+		fprintf(stderr, "%s\n", dlerror());
+		return -1;
+	}
+	t.p = dlsym(t.so, VIGIL_PLUGIN_SYMBOL);
+	*state = &t;
+	return t.p ? 0 : -1;
+}
+
+static int group_teardown(void **state)
+{
+	struct t *t = *state;
+	dlclose(t->so);
+	return 0;
+}
+
+static int setup(void **state)
+{
+	static unsigned counter;
+	struct t *t = *state;
+	t->fh = fake_host_new();
+	t->n_kids = 0;
+	snprintf(t->dir, sizeof(t->dir), "/tmp/vigil-test-pid-XXXXXX");
+	if (!t->fh || !mkdtemp(t->dir))
+		return -1;
+	snprintf(t->pidfile, sizeof(t->pidfile), "%s/job.pid", t->dir);
+	snprintf(t->marker, sizeof(t->marker), "vigil-test-marker-%d-%u", (int)getpid(),
+		 ++counter);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct t *t = *state;
+	fake_host_free(t->fh); /* destroys the instance: closes its fds */
+	for (size_t i = 0; i < t->n_kids; i++) {
+		kill(t->kids[i], SIGKILL);
+		waitpid(t->kids[i], NULL, 0); /* ECHILD at once when not ours */
+	}
+	char tmp[160];
+	snprintf(tmp, sizeof(tmp), "%s.tmp", t->pidfile);
+	unlink(tmp);
+	unlink(t->pidfile);
+	rmdir(t->dir);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ tests */
+
+static void test_options(void **state)
+{
+	struct t *t = *state;
+	char err[256] = "";
+	void *inst = NULL;
+	const char *const none[] = { NULL };
+	const char *const two[] = { "pid = 1", "match = x", NULL };
+	const char *const bad_via[] = { "pid = 1", "exit_via = ptrace", NULL };
+	const char *const bad_pid[] = { "pid = 0", NULL };
+	const char *const ok[] = { "pid_file = /run/x.pid", NULL };
+	const struct vigil_config *cfg = fake_host_config(t->fh, t->p, none);
+	assert_non_null(cfg);
+	assert_int_equal(t->p->create(fake_host_api(t->fh), fake_host_ctx(t->fh), cfg, &inst,
+				      err, sizeof(err)), -EINVAL);
+	assert_string_equal(err, "set exactly one of pid, pid_file or match");
+	cfg = fake_host_config(t->fh, t->p, two);
+	assert_int_equal(t->p->create(fake_host_api(t->fh), fake_host_ctx(t->fh), cfg, &inst,
+				      err, sizeof(err)), -EINVAL);
+	assert_string_equal(err, "set only one of pid, pid_file or match");
+	cfg = fake_host_config(t->fh, t->p, bad_via);
+	assert_int_equal(t->p->create(fake_host_api(t->fh), fake_host_ctx(t->fh), cfg, &inst,
+				      err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "exit_via"));
+	cfg = fake_host_config(t->fh, t->p, bad_pid);
+	assert_int_equal(t->p->create(fake_host_api(t->fh), fake_host_ctx(t->fh), cfg, &inst,
+				      err, sizeof(err)), -EINVAL);
+	assert_string_equal(err, "0 is not a valid PID");
+	cfg = fake_host_config(t->fh, t->p, ok);
+	assert_int_equal(t->p->create(fake_host_api(t->fh), fake_host_ctx(t->fh), cfg, &inst,
+				      err, sizeof(err)), 0);
+	t->p->destroy(inst);
+	assert_null(t->p->settle);
+}
+
+static void test_child_exits_3(void **state)
+{
+	struct t *t = *state;
+	int go;
+	pid_t pid = spawn_waiter(t, 3, &go), got = 0;
+	char line[32];
+	snprintf(line, sizeof(line), "pid = %d", (int)pid);
+	const char *const cfg[] = { line, NULL };
+	assert_int_equal(start(t, cfg), 0);
+	assert_true(fake_host_attached(t->fh, &got, NULL));
+	assert_int_equal(got, pid);
+	assert_false(fake_host_exited(t->fh, NULL, NULL, NULL));
+	say_go(&go);
+	expect_exit(t, 3, -1);
+}
+
+static void test_child_killed(void **state)
+{
+	struct t *t = *state;
+	int go;
+	pid_t pid = spawn_waiter(t, 0, &go);
+	char line[32];
+	snprintf(line, sizeof(line), "pid = %d", (int)pid);
+	const char *const cfg[] = { line, NULL };
+	assert_int_equal(start(t, cfg), 0);
+	assert_true(fake_host_attached(t->fh, NULL, NULL));
+	assert_int_equal(kill(pid, SIGKILL), 0);
+	expect_exit(t, -1, SIGKILL);
+	close(go);
+}
+
+static void test_orphan_via_connector(void **state)
+{
+	struct t *t = *state;
+	int go;
+	pid_t pid = spawn_orphan(t, 3, &go);
+	char line[32];
+	snprintf(line, sizeof(line), "pid = %d", (int)pid);
+	const char *const cfg[] = { line, NULL };
+	assert_int_equal(start(t, cfg), 0);
+	assert_true(is_attached(t->fh, &pid));
+	say_go(&go);
+	if (!connector_usable()) {
+		printf("skip: the process-events connector is not usable here (EPERM: "
+		       "needs CAP_NET_ADMIN); only checking the status is unknown\n");
+		expect_exit(t, -1, -1);
+		return;
+	}
+	expect_exit(t, 3, -1);
+}
+
+static void test_orphan_via_none(void **state)
+{
+	struct t *t = *state;
+	int go;
+	pid_t pid = spawn_orphan(t, 3, &go);
+	char line[32];
+	snprintf(line, sizeof(line), "pid = %d", (int)pid);
+	const char *const cfg[] = { line, "exit_via = none", NULL };
+	assert_int_equal(start(t, cfg), 0);
+	assert_true(is_attached(t->fh, &pid));
+	say_go(&go);
+	expect_exit(t, -1, -1); /* ended, how is unknown: never guessed */
+}
+
+static void test_missing_pid_is_lost(void **state)
+{
+	struct t *t = *state;
+	char line[32], want[80];
+	pid_t pid = gone_pid();
+	snprintf(line, sizeof(line), "pid = %d", (int)pid);
+	const char *const cfg[] = { line, NULL };
+	assert_int_equal(start(t, cfg), 0);
+	assert_true(fake_host_run_until(t->fh, is_lost, NULL, WAIT_MS));
+	snprintf(want, sizeof(want), "process %d does not exist (already exited?)", (int)pid);
+	assert_string_equal(fake_host_lost(t->fh), want);
+	assert_false(fake_host_attached(t->fh, NULL, NULL));
+}
+
+static void test_pid_file_later_and_again(void **state)
+{
+	struct t *t = *state;
+	char line[160];
+	int go1, go2;
+	snprintf(line, sizeof(line), "pid_file = %s", t->pidfile);
+	const char *const cfg[] = { line, NULL };
+	assert_int_equal(start(t, cfg), 0);
+	fake_host_run_for(t->fh, 200);
+	assert_false(fake_host_attached(t->fh, NULL, NULL));
+	pid_t first = spawn_waiter(t, 3, &go1);
+	write_pid(t, first);
+	assert_true(fake_host_run_until(t->fh, is_attached, &first, WAIT_MS));
+	say_go(&go1);
+	expect_exit(t, 3, -1);
+	/* A recurring job: the next run writes its own PID. */
+	pid_t second = spawn_waiter(t, 5, &go2);
+	write_pid(t, second);
+	assert_true(fake_host_run_until(t->fh, is_attached, &second, WAIT_MS));
+	say_go(&go2);
+	int code = 5;
+	assert_true(fake_host_run_until(t->fh, is_exit_code, &code, WAIT_MS));
+}
+
+static void test_pid_file_garbage_then_valid(void **state)
+{
+	struct t *t = *state;
+	char line[160];
+	int go;
+	write_pidfile(t, "garbage\n");
+	snprintf(line, sizeof(line), "pid_file = %s", t->pidfile);
+	const char *const cfg[] = { line, NULL };
+	assert_int_equal(start(t, cfg), 0);
+	fake_host_run_for(t->fh, 200);
+	assert_false(fake_host_attached(t->fh, NULL, NULL));
+	assert_null(fake_host_lost(t->fh)); /* still waiting */
+	pid_t pid = spawn_waiter(t, 0, &go);
+	write_pid(t, pid);
+	assert_true(fake_host_run_until(t->fh, is_attached, &pid, WAIT_MS));
+	close(go);
+}
+
+/* The pid file was written an hour before the process it names started: that
+ * PID was reused. Not attached until the file is written again. */
+static void test_pid_file_impostor(void **state)
+{
+	struct t *t = *state;
+	char line[160];
+	int go;
+	pid_t pid = spawn_waiter(t, 0, &go);
+	write_pid(t, pid);
+	struct timespec times[2];
+	clock_gettime(CLOCK_REALTIME, &times[0]);
+	times[0].tv_sec -= 3600;
+	times[1] = times[0];
+	assert_int_equal(utimensat(AT_FDCWD, t->pidfile, times, 0), 0);
+	snprintf(line, sizeof(line), "pid_file = %s", t->pidfile);
+	const char *const cfg[] = { line, NULL };
+	assert_int_equal(start(t, cfg), 0);
+	fake_host_run_for(t->fh, 300);
+	assert_false(fake_host_attached(t->fh, NULL, NULL));
+	assert_null(fake_host_lost(t->fh));
+	/* Written (touched) again now, after the process started: it is the writer. */
+	times[0].tv_nsec = times[1].tv_nsec = UTIME_NOW;
+	assert_int_equal(utimensat(AT_FDCWD, t->pidfile, times, 0), 0);
+	assert_true(fake_host_run_until(t->fh, is_attached, &pid, WAIT_MS));
+	close(go);
+}
+
+static void test_match_none_then_one(void **state)
+{
+	struct t *t = *state;
+	char line[128];
+	int go;
+	snprintf(line, sizeof(line), "match = %s$", t->marker);
+	const char *const cfg[] = { line, NULL };
+	assert_int_equal(start(t, cfg), 0);
+	fake_host_run_for(t->fh, 300);
+	assert_false(fake_host_attached(t->fh, NULL, NULL));
+	pid_t pid = spawn_marked(t, &go);
+	assert_true(fake_host_run_until(t->fh, is_attached, &pid, WAIT_MS));
+	say_go(&go);
+	expect_exit(t, 3, -1);
+	assert_null(fake_host_lost(t->fh));
+}
+
+static void test_match_ambiguous(void **state)
+{
+	struct t *t = *state;
+	char line[128], a[32], b[32];
+	int go1, go2;
+	pid_t p1 = spawn_marked(t, &go1), p2 = spawn_marked(t, &go2);
+	snprintf(line, sizeof(line), "match = %s", t->marker);
+	const char *const cfg[] = { line, NULL };
+	assert_int_equal(start(t, cfg), 0);
+	assert_true(fake_host_run_until(t->fh, is_lost, NULL, WAIT_MS));
+	const char *why = fake_host_lost(t->fh);
+	snprintf(a, sizeof(a), "%d (sh -c read x", (int)p1);
+	snprintf(b, sizeof(b), "%d (sh -c read x", (int)p2);
+	assert_non_null(strstr(why, "is ambiguous: "));
+	assert_non_null(strstr(why, t->marker));
+	assert_non_null(strstr(why, a));
+	assert_non_null(strstr(why, b));
+	assert_false(fake_host_attached(t->fh, NULL, NULL));
+	close(go1);
+	close(go2);
+}
+
+int main(void)
+{
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+	const struct CMUnitTest tests[] = {
+		T(test_options),
+		T(test_child_exits_3),
+		T(test_child_killed),
+		T(test_orphan_via_connector),
+		T(test_orphan_via_none),
+		T(test_missing_pid_is_lost),
+		T(test_pid_file_later_and_again),
+		T(test_pid_file_garbage_then_valid),
+		T(test_pid_file_impostor),
+		T(test_match_none_then_one),
+		T(test_match_ambiguous),
+	};
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
