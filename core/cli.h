@@ -43,6 +43,7 @@ struct cli_job {
 	const char *log;      /* run: --log */
 	const char *pid_file; /* run: --pid-file (written) */
 	bool json;
+	const char *status_job; /* watch NAME: the vigil run job watched */
 };
 
 /* Parse the job flags of watch (is_run false) or run. Prints what is wrong and

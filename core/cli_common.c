@@ -247,6 +247,18 @@ const char *cli_log_dir(char *buf, size_t len)
 	return buf;
 }
 
+static bool needs_quotes(const char *a)
+{
+	if (!*a)
+		return true;
+	for (; *a; a++)
+		if (!((*a >= 'a' && *a <= 'z') || (*a >= 'A' && *a <= 'Z') || (*a >= '0' && *a <= '9') ||
+		      strchr("-_./=:,+@%", *a)))
+			return true;
+	return false;
+}
+
+/* For display and for the record: how a shell would read it back. */
 char *cli_join_command(int argc, char **argv)
 {
 	size_t len = 1;
@@ -258,10 +270,11 @@ char *cli_join_command(int argc, char **argv)
 	if (!s)
 		return NULL;
 	for (int i = 0; i < argc; i++) {
-		/* A single argument stays as typed: `vigil run -- 'sleep 5 && make'`. */
-		if (argc == 1) {
+		if (i)
+			*w++ = ' ';
+		if (!needs_quotes(argv[i])) {
 			w += sprintf(w, "%s", argv[i]);
-			break;
+			continue;
 		}
 		*w++ = '\'';
 		for (const char *p = argv[i]; *p; p++) {
@@ -273,8 +286,6 @@ char *cli_join_command(int argc, char **argv)
 			}
 		}
 		*w++ = '\'';
-		if (i + 1 < argc)
-			*w++ = ' ';
 	}
 	*w = '\0';
 	return s;

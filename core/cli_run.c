@@ -212,6 +212,7 @@ int cli_run(int argc, char **argv)
 	    (rc = refuse_running_duplicate(state_dir, job.name)) ||
 	    (rc = cli_job_config(&job, true)))
 		goto out;
+	job.mc.command_argv = job.argv;
 	if (job.pid_file)
 		snprintf(pid_file, sizeof(pid_file), "%s", job.pid_file);
 	else

@@ -52,6 +52,7 @@ static int bare_target(struct cli_job *job, const char *arg, const char *state_d
 			return 4;
 		}
 		pid = r.pid;
+		job->status_job = arg;
 		if (!job->name)
 			raw_section_set(s, "name", arg, 0);
 	}
@@ -106,7 +107,10 @@ int cli_watch(int argc, char **argv)
 	default_name_and_notify(&job);
 	if ((rc = cli_job_config(&job, false)))
 		goto out;
-	rc = session_open(&s, &job, state_dir);
+	/* A job of vigil run has its record written by its supervisor: don't race it. */
+	rc = session_open(&s, &job, job.status_job ? NULL : state_dir);
+	if (rc == 0 && job.status_job && state_dir)
+		monitor_set_status_record(s.m, state_dir, job.status_job);
 	if (rc == 0)
 		rc = session_run(&s, isatty(STDERR_FILENO));
 	session_close(&s);

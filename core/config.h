@@ -80,6 +80,7 @@ struct monitor_config {
 	char *pid_file;
 	char *match;
 	char *command;      /* a shell command line (sh -c), or NULL */
+	char *const *command_argv; /* vigil run: the argv to exec instead (borrowed) */
 	char *log;          /* output log of `command` */
 	int64_t expected_ms;
 	int64_t timeout_ms;

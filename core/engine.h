@@ -128,6 +128,9 @@ double monitor_progress(const struct monitor *m); /* percent from a progress eve
 const char *monitor_last_event(const struct monitor *m);
 /* vigil run: the supervisor's pid and the job's log, recorded in the state. */
 void monitor_set_supervisor(struct monitor *m, pid_t supervisor, const char *log_path);
+/* vigil watch NAME: the job's supervisor records its exit status in the state
+ * folder; take it from there when the kernel will not tell us. */
+void monitor_set_status_record(struct monitor *m, const char *dir, const char *name);
 
 /* Host entry points, called from host.c. */
 void monitor_emit(struct monitor *m, struct detector *d, const struct vigil_event *ev);

@@ -231,7 +231,7 @@ void monitor_free(struct monitor *m)
 	free(m->notify_filters);
 	success_expr_free(m->expr);
 	int64_t *timers[] = {&m->timeout_timer, &m->expected_timer, &m->kill_timer,
-			     &m->settle_timer, &m->retry_timer};
+			     &m->settle_timer, &m->retry_timer, &m->status_timer};
 	for (size_t i = 0; i < sizeof(timers) / sizeof(timers[0]); i++)
 		if (*timers[i] > 0)
 			loop_del_timer(loop, *timers[i]);
@@ -244,6 +244,8 @@ void monitor_free(struct monitor *m)
 	free(m->failure_line);
 	free(m->reason);
 	free(m->log_path);
+	free(m->status_dir);
+	free(m->status_name);
 	free(m->name);
 	free(m);
 }

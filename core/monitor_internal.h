@@ -61,6 +61,8 @@ struct monitor {
 	char *log_path;
 	bool state_warned;
 	bool lost; /* the target could not be found */
+	char *status_dir, *status_name; /* a vigil run job's record: exit status source */
+	int64_t status_timer, status_wait_start;
 };
 
 /* Kinds a notifier filter knows, as bits. */

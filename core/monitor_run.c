@@ -15,6 +15,7 @@
 #include "log.h"
 #include "monitor_internal.h"
 #include "proc.h"
+#include "state.h"
 #include "success_expr.h"
 
 #define SETTLE_LIMIT_MS 60000
@@ -193,13 +194,56 @@ static void exit_words(struct monitor *m, char *buf, size_t len)
 
 static void start_settling(struct monitor *m);
 
+static void record_exit(struct monitor *m, int code, int sig, int core_dumped);
+
+/* A job of `vigil run` watched from outside: its supervisor is the parent and
+ * records the exit status; wait (bounded) for that record rather than guess. */
+static int64_t status_record_poll(struct loop *loop, int64_t id, void *data)
+{
+	struct monitor *m = data;
+	struct run_record r;
+
+	(void)loop;
+	(void)id;
+	if (state_read(m->status_dir, m->status_name, &r) == 0 && r.pid == m->target.pid &&
+	    strcmp(r.state, "finished") == 0) {
+		m->status_timer = 0;
+		record_exit(m, r.signal > 0 ? -1 : r.exit_code, r.signal, 0);
+		return LOOP_TIMER_DONE;
+	}
+	if (now_mono(m) - m->status_wait_start > 3000) {
+		m->status_timer = 0;
+		record_exit(m, -1, -1, 0);
+		return LOOP_TIMER_DONE;
+	}
+	return 20;
+}
+
+void monitor_set_status_record(struct monitor *m, const char *dir, const char *name)
+{
+	free(m->status_dir);
+	free(m->status_name);
+	m->status_dir = strdup(dir);
+	m->status_name = strdup(name);
+}
+
 void monitor_exited(struct monitor *m, int code, int sig, int core_dumped)
+{
+	if (m->state != RUN_ATTACHED || m->status_timer)
+		return;
+	if (code < 0 && sig <= 0 && m->status_dir) {
+		m->status_wait_start = now_mono(m);
+		m->status_timer = loop_add_timer(engine_loop(m->engine), 0, status_record_poll, m, NULL);
+		return;
+	}
+	record_exit(m, code, sig, core_dumped);
+}
+
+static void record_exit(struct monitor *m, int code, int sig, int core_dumped)
 {
 	char sigbuf[32], msg[160];
 	struct vigil_field f[3];
 
-	if (m->state != RUN_ATTACHED)
-		return;
 	m->exit_known = code >= 0 || sig > 0;
 	m->exit_code = code;
 	m->exit_signal = sig > 0 ? sig : 0;

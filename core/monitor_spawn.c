@@ -15,7 +15,7 @@
 #include "log.h"
 #include "monitor_internal.h"
 
-static void child_exec(const char *command, const char *log_path, int errfd)
+static void child_exec(const char *command, char *const *argv, const char *log_path, int errfd)
 {
 	sigset_t none;
 	int err, fd;
@@ -31,7 +31,10 @@ static void child_exec(const char *command, const char *log_path, int errfd)
 	fd = open(log_path ? log_path : "/dev/null", O_WRONLY | O_APPEND | O_CREAT, 0640);
 	if (fd < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
 		goto fail;
-	execl("/bin/sh", "sh", "-c", command, (char *)NULL);
+	if (argv)
+		execvp(argv[0], argv);
+	else
+		execl("/bin/sh", "sh", "-c", command, (char *)NULL);
 fail:
 	err = errno;
 	if (write(errfd, &err, sizeof(err)) < 0)
@@ -88,7 +91,7 @@ int monitor_spawn(struct monitor *m, char *err, size_t errlen)
 	}
 	if (pid == 0) {
 		close(pipefd[0]);
-		child_exec(m->mc->command, m->log_path ? m->log_path : m->mc->log, pipefd[1]);
+		child_exec(m->mc->command, m->mc->command_argv, m->log_path ? m->log_path : m->mc->log, pipefd[1]);
 	}
 	setpgid(pid, pid); /* also here: whichever runs first, the group exists */
 	close(pipefd[1]);

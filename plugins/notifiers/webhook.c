@@ -440,7 +440,9 @@ static int build_body(struct webhook *w, struct delivery *d, const struct vigil_
 		r = am_body(w, d, rec);
 		break;
 	}
-	if (d->body.oom || add_header(&d->headers, ctype) < 0)
+	/* "Expect:" off: many receivers never answer 100-continue (a 1 s stall). */
+	if (d->body.oom || add_header(&d->headers, ctype) < 0 ||
+	    add_header(&d->headers, "Expect:") < 0)
 		return -ENOMEM;
 	return r;
 }

@@ -193,7 +193,7 @@ static const struct vigil_bytes tail_lines[] = {
 static const struct vigil_field finished_failed[] = {
 	{"outcome", VIGIL_FIELD_STRING, .u.s = {"failed", 6}},
 	{"exit_code", VIGIL_FIELD_INT, .u.i = 2},
-	{"signal", VIGIL_FIELD_NULL},
+	{"signal", VIGIL_FIELD_NULL, .u.i = 0},
 	{"duration", VIGIL_FIELD_DOUBLE, .u.d = 12.5},
 	{"reason", VIGIL_FIELD_STRING, .u.s = {"exit status 2", 13}},
 	{"log_tail", VIGIL_FIELD_STRINGS, .u.list = {tail_lines, 3}},

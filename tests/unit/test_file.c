@@ -9,6 +9,7 @@
 #include <ftw.h>
 #include <limits.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -32,6 +33,7 @@ struct fx {
 	const struct vigil_plugin *p;
 	struct fake_host *fh;
 	void *inst;
+	pid_t child; /* a writer still to reap, 0 when none */
 };
 
 /* ------------------------------------------------------------- helpers */
@@ -151,6 +153,10 @@ static int teardown(void **state)
 {
 	struct fx *x = *state;
 
+	if (x->child > 0) { /* a test failed before reaping it */
+		kill(x->child, SIGKILL);
+		waitpid(x->child, NULL, 0);
+	}
 	fake_host_free(x->fh); /* destroys the instance */
 	dlclose(x->so);
 	nftw(x->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
@@ -228,6 +234,7 @@ static void test_slow_writer_reported_once_at_close(void **state)
 	assert_true(pid >= 0);
 	if (pid == 0)
 		child_chunk_writer(path, cmd[0], ack[1]);
+	x->child = pid;
 	close(cmd[0]);
 	close(ack[1]);
 	for (int i = 0; i < 3; i++) {
@@ -241,6 +248,7 @@ static void test_slow_writer_reported_once_at_close(void **state)
 	pathf(msg, sizeof(msg), "%s appeared (12.0 KB)", path);
 	assert_string_equal(fake_host_find(x->fh, VIGIL_EV_FILE, 0)->message, msg);
 	assert_int_equal(waitpid(pid, &status, 0), pid);
+	x->child = 0;
 	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	fake_host_run_for(x->fh, 200);
 	assert_int_equal(count_kind(x->fh, VIGIL_EV_FILE), 1);
@@ -354,8 +362,10 @@ static void test_folders_created_later(void **state)
 		      "sh", abc, (char *)NULL);
 		_exit(127);
 	}
+	x->child = pid;
 	assert_file_event(wait_kind(x, VIGIL_EV_FILE), path, 5);
 	assert_int_equal(waitpid(pid, &status, 0), pid);
+	x->child = 0;
 	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
