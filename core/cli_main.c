@@ -19,6 +19,8 @@ static const char usage[] =
 	"  stop    stop a job: SIGTERM, then SIGKILL after a grace (--force: at once)\n"
 	"  check   validate monitor files\n"
 	"  plugins list plugins and their options\n"
+	"  agent   run the service: every monitor of conf.d, reloaded on SIGHUP\n"
+	"  reload  ask the running agent to re-read its configuration\n"
 	"\n"
 	"vigil COMMAND --help tells more. Exit status of watch: 0 succeeded, 1 failed,\n"
 	"3 timed out, 4 unknown, 2 usage or configuration error.\n";
@@ -31,6 +33,7 @@ struct subcommand {
 static const struct subcommand commands[] = {
 	{"watch", cli_watch}, {"run", cli_run}, {"status", cli_status}, {"logs", cli_logs},
 	{"stop", cli_stop}, {"check", cli_check}, {"plugins", cli_plugins},
+	{"agent", cli_agent}, {"reload", cli_reload},
 };
 
 int cli_main(int argc, char **argv)

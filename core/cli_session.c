@@ -9,8 +9,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "build_config.h"
 #include "cli_session.h"
 #include "log.h"
+#include "spool.h"
 
 static void live_clear(struct session *s)
 {
@@ -92,10 +94,50 @@ static void on_signal(struct loop *loop, int signo, void *data)
 	loop_stop(loop);
 }
 
+/* The notifiers of vigil.ini ($VIGIL_CONFIG, or the system one when it
+ * exists), so `--notify oncall` works in watch and run as in the agent; its
+ * spool_dir too, unless --state-dir DIR isolates everything under DIR. */
+static int load_agent_ini(struct agent_config *ac, struct diag *d)
+{
+	const char *env = getenv("VIGIL_CONFIG");
+	char path[PATH_MAX];
+	struct raw_ini ini = {0};
+	int r;
+
+	snprintf(path, sizeof(path), "%s", env && *env ? env : VIGIL_SYSCONFDIR "/vigil/vigil.ini");
+	if (!(env && *env) && access(path, R_OK) != 0)
+		return 0;
+	r = config_read_ini(path, &ini, d);
+	if (r == 0 && d->errors == 0)
+		r = config_load_agent(&ini, ac, d);
+	raw_ini_free(&ini);
+	return r || d->errors ? -EINVAL : 0;
+}
+
+static const char *session_spool_dir(const struct agent_config *ac, char *buf, size_t len)
+{
+	if (cli_globals.state_dir)
+		snprintf(buf, len, "%s/spool", cli_globals.state_dir);
+	else if (ac->spool_dir)
+		snprintf(buf, len, "%s", ac->spool_dir);
+	else
+		spool_default_dir(buf, len);
+	return buf;
+}
+
+static int define_notifiers(struct session *s, struct agent_config *ac, struct diag *d)
+{
+	for (size_t i = 0; i < ac->n_notifiers; i++)
+		if (engine_define_notifier(s->engine, ac->file, &ac->notifiers[i], d))
+			return -EINVAL;
+	return 0;
+}
+
 int session_open(struct session *s, struct cli_job *job, const char *state_dir)
 {
-	char dirbuf[PATH_MAX], err[512];
+	char dirbuf[PATH_MAX], err[512], spool[PATH_MAX];
 	struct engine_options opt = {.state_dir = state_dir};
+	struct agent_config ac = {0};
 	struct diag d = {0};
 	const char *dir = plugin_default_dir(cli_globals.plugin_dir, dirbuf, sizeof(dirbuf));
 
@@ -104,13 +146,25 @@ int session_open(struct session *s, struct cli_job *job, const char *state_dir)
 		fprintf(stderr, "vigil: %s\n", err);
 		return EXIT_USAGE;
 	}
+	if (load_agent_ini(&ac, &d) != 0) {
+		cli_print_diag(&d);
+		diag_free(&d);
+		agent_config_free(&ac);
+		return EXIT_USAGE;
+	}
+	opt.spool_dir = session_spool_dir(&ac, spool, sizeof(spool));
 	s->loop = loop_new();
 	if (!s->loop)
-		return EXIT_USAGE;
+		return agent_config_free(&ac), EXIT_USAGE;
 	plugin_set_init(&s->plugins, dir);
 	s->engine = engine_new(s->loop, &s->plugins, &opt);
-	if (!s->engine)
+	if (!s->engine || define_notifiers(s, &ac, &d)) {
+		cli_print_diag(&d);
+		diag_free(&d);
+		agent_config_free(&ac);
 		return EXIT_USAGE;
+	}
+	agent_config_free(&ac);
 	s->mc = &job->mc;
 	s->m = monitor_new(s->engine, &job->mc, &d);
 	cli_print_diag(&d);

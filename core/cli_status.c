@@ -1,4 +1,5 @@
 /* vigil status: running and finished jobs from the state folder. */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,8 +9,10 @@
 
 #include "buf.h"
 #include "cli.h"
+#include "control.h"
 #include "event_json.h"
 #include "proc.h"
+#include "spool.h"
 #include "state.h"
 
 static const char usage[] =
@@ -18,7 +21,10 @@ static const char usage[] =
 	"Jobs and monitors with their state, elapsed time, progress and outcome.\n"
 	"--json prints one JSON object per job: name, run, state, pid, started, ended,\n"
 	"elapsed (seconds), expected, exit_code, signal, outcome, reason, log, command,\n"
-	"last_event.\n";
+	"last_event.\n"
+	"When an agent runs (its control socket is in the state folder), its monitors come\n"
+	"from it (state waiting: between runs of a pid_file or match monitor), and the\n"
+	"state folder adds the jobs of vigil run.\n";
 
 static int64_t wall_now_ms(void)
 {
@@ -118,12 +124,12 @@ static void print_table(const struct run_record *v, size_t n)
 	for (size_t i = 0; i < n; i++)
 		if ((int)strlen(v[i].name) > w)
 			w = (int)strlen(v[i].name);
-	printf("%-*s  %7s  %-9s  %-10s  %-15s  %s\n", w, "NAME", "PID", "STATE", "ELAPSED",
-	       "PROGRESS", "OUTCOME / LAST EVENT");
+	printf("%-*s  %4s  %7s  %-9s  %-10s  %-15s  %s\n", w, "NAME", "RUN", "PID", "STATE",
+	       "ELAPSED", "PROGRESS", "OUTCOME / LAST EVENT");
 	for (size_t i = 0; i < n; i++) {
 		const struct run_record *r = &v[i];
 		const char *st = effective_state(r);
-		char el[32], prog[32];
+		char el[32], prog[32], pid[16];
 		const char *col = "";
 
 		progress_cell(r, prog, sizeof(prog));
@@ -131,11 +137,99 @@ static void print_table(const struct run_record *v, size_t n)
 			col = strcmp(r->outcome, "succeeded") == 0 ? "\033[32m"
 			      : r->outcome[0] && strcmp(r->outcome, "unknown") != 0 ? "\033[31m"
 			      : "";
-		printf("%-*s  %7d  %-9s  %-10s  %-15s  %s%s%s%s%.60s\n", w, r->name, (int)r->pid, st,
-		       cli_format_elapsed(elapsed_ms(r), el, sizeof(el)), prog, col, r->outcome,
+		snprintf(pid, sizeof(pid), r->pid > 0 && strcmp(st, "waiting") ? "%d" : "-", (int)r->pid);
+		if (strcmp(st, "waiting") == 0 || !r->started_ms)
+			snprintf(el, sizeof(el), "-");
+		else
+			cli_format_elapsed(elapsed_ms(r), el, sizeof(el));
+		printf("%-*s  %4llu  %7s  %-9s  %-10s  %-15s  %s%s%s%s%.60s\n", w, r->name,
+		       (unsigned long long)r->run, pid, st, el, prog, col, r->outcome,
 		       color && *col ? "\033[0m" : "", r->outcome[0] ? "  " : "",
 		       r->outcome[0] ? r->reason : r->last_event);
 	}
+}
+
+static int by_name(const void *a, const void *b)
+{
+	return strcmp(((const struct run_record *)a)->name, ((const struct run_record *)b)->name);
+}
+
+/* The agent's monitors, plus the state folder's records it does not own (vigil
+ * run's jobs). -errno when no agent answers: the caller reads the folder. */
+static int agent_list(const char *dir, struct run_record **out, size_t *n)
+{
+	struct run_record *v, *sv = NULL;
+	size_t sn = 0;
+	char *reply = NULL;
+	long long agent_pid;
+	int rc = control_request(dir, "status", NULL, 0, &reply);
+
+	if (rc == 0 && !control_reply_ok(reply))
+		rc = -EIO;
+	if (rc == 0)
+		rc = control_parse_records(reply, &v, n);
+	agent_pid = rc == 0 ? control_reply_num(reply, "pid") : -1;
+	free(reply);
+	if (rc != 0)
+		return rc;
+	if (state_list(dir, &sv, &sn) == 0) {
+		for (size_t i = 0; i < sn; i++) {
+			bool dup = sv[i].owner_pid == agent_pid;
+			struct run_record *grown;
+
+			for (size_t k = 0; k < *n && !dup; k++)
+				dup = strcmp(v[k].name, sv[i].name) == 0;
+			if (dup || !(grown = realloc(v, (*n + 1) * sizeof(*v))))
+				continue;
+			v = grown;
+			v[(*n)++] = sv[i];
+		}
+		free(sv);
+	}
+	qsort(v, *n, sizeof(*v), by_name);
+	*out = v;
+	return 0;
+}
+
+struct spool_show {
+	bool json;
+	bool header;
+};
+
+static void show_spool(void *data, const char *name, size_t pending, size_t dead)
+{
+	struct spool_show *ss = data;
+
+	if (!pending && !dead)
+		return;
+	if (ss->json) {
+		struct buf b;
+
+		buf_init(&b);
+		buf_puts(&b, "{\"notifier\":");
+		json_put_string(&b, name, strlen(name));
+		buf_printf(&b, ",\"pending\":%zu,\"dead\":%zu}\n", pending, dead);
+		fwrite(b.p, 1, b.len, stdout);
+		buf_free(&b);
+		return;
+	}
+	if (!ss->header)
+		printf("\n%-24s  %8s  %8s\n", "NOTIFIER", "PENDING", "DEAD");
+	ss->header = true;
+	printf("%-24s  %8zu  %8zu\n", name, pending, dead);
+}
+
+/* The spool of this state folder: DIR/spool with --state-dir, else the default. */
+static void print_spool(bool json)
+{
+	struct spool_show ss = {.json = json};
+	char root[4096];
+
+	if (cli_globals.state_dir)
+		snprintf(root, sizeof(root), "%s/spool", cli_globals.state_dir);
+	else
+		spool_default_dir(root, sizeof(root));
+	spool_count_all(root, show_spool, &ss);
 }
 
 int cli_status(int argc, char **argv)
@@ -163,7 +257,9 @@ int cli_status(int argc, char **argv)
 				       argv[optind - 1]), EXIT_USAGE;
 	}
 	dir = cli_state_dir();
-	if (!dir || state_list(dir, &v, &n) != 0)
+	if (!dir)
+		return EXIT_USAGE;
+	if (agent_list(dir, &v, &n) != 0 && state_list(dir, &v, &n) != 0)
 		return EXIT_USAGE;
 	if (optind < argc) {
 		size_t k = 0;
@@ -185,6 +281,8 @@ int cli_status(int argc, char **argv)
 		printf("no jobs (start one with vigil run, or watch one with vigil watch)\n");
 	else
 		print_table(v, n);
+	if (optind >= argc)
+		print_spool(json);
 	free(v);
 	return 0;
 }

@@ -4,12 +4,14 @@
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include "cli.h"
+#include "control.h"
 #include "loop.h"
 #include "proc.h"
 #include "state.h"
@@ -18,7 +20,9 @@ static const char usage[] =
 	"usage: vigil stop NAME [--force] [--grace DUR]\n"
 	"\n"
 	"Stop a job: SIGTERM to its process group, then SIGKILL if it is still there after the\n"
-	"grace (default 10s). --force sends SIGKILL at once.\n";
+	"grace (default 10s). --force sends SIGKILL at once.\n"
+	"A monitor of the running agent is stopped by the agent (through its control socket;\n"
+	"the grace is then the monitor's kill_grace); other jobs through the state folder.\n";
 
 static int send_sig(int pidfd, pid_t pid, int sig)
 {
@@ -75,6 +79,69 @@ static int parse_args(int argc, char **argv, const char **name, bool *force, int
 	return 0;
 }
 
+/* The agent's outcome for the run it stopped, once it has one. */
+static void agent_outcome(const char *dir, const char *name, long long run)
+{
+	char line[300], *reply = NULL;
+	struct run_record *v;
+	size_t n;
+
+	snprintf(line, sizeof(line), "status %s", name);
+	for (int i = 0; i < 50; i++) {
+		if (control_request(dir, line, NULL, 0, &reply) == 0 && control_reply_ok(reply) &&
+		    control_parse_records(reply, &v, &n) == 0) {
+			bool done = n == 1 && (long long)v[0].run == run && strcmp(v[0].state, "running");
+
+			if (done)
+				printf("%s: %s (%s)\n", name, v[0].outcome[0] ? v[0].outcome : v[0].state,
+				       v[0].reason[0] ? v[0].reason : v[0].last_event);
+			free(v);
+			free(reply);
+			if (done)
+				return;
+		} else {
+			free(reply);
+		}
+		reply = NULL;
+		usleep(100000);
+	}
+}
+
+/* 1: handled by the agent (rc set); 0: not an agent's monitor, or no agent. */
+static int stop_via_agent(const char *dir, const char *name, bool force, int *rc)
+{
+	char line[300], *reply = NULL;
+	long long pid, run;
+	int pidfd;
+
+	snprintf(line, sizeof(line), "stop %s%s", name, force ? " --force" : "");
+	if (strlen(name) > 255 || strchr(name, ' ') ||
+	    control_request(dir, line, NULL, 0, &reply) != 0)
+		return 0;
+	if (!control_reply_ok(reply)) {
+		bool unknown = strstr(reply, "no monitor named") != NULL;
+
+		if (!unknown)
+			fprintf(stderr, "vigil stop: %s", strncmp(reply, "error: ", 7) ? reply : reply + 7);
+		free(reply);
+		*rc = 1;
+		return !unknown;
+	}
+	pid = control_reply_num(reply, "pid");
+	run = control_reply_num(reply, "run");
+	free(reply);
+	printf("%s (pid %lld): %s sent by the agent\n", name, pid, force ? "SIGKILL" : "SIGTERM");
+	pidfd = (int)syscall(SYS_pidfd_open, (pid_t)pid, 0);
+	if (pidfd >= 0) {
+		/* The agent follows SIGTERM with SIGKILL after the monitor's grace. */
+		wait_exit(pidfd, 120000);
+		close(pidfd);
+	}
+	agent_outcome(dir, name, run);
+	*rc = 0;
+	return 1;
+}
+
 int cli_stop(int argc, char **argv)
 {
 	const char *name = NULL, *dir;
@@ -86,6 +153,8 @@ int cli_stop(int argc, char **argv)
 	if (rc)
 		return rc < 0 ? 0 : rc;
 	dir = cli_state_dir();
+	if (dir && stop_via_agent(dir, name, force, &rc))
+		return rc;
 	if (!dir || state_read(dir, name, &r) != 0)
 		return fprintf(stderr, "vigil stop: no job named \"%s\"\n", name), EXIT_USAGE;
 	if (strcmp(r.state, "running") != 0 || !proc_is_same(r.pid, r.start_time)) {

@@ -1,6 +1,7 @@
 /* The engine: shared notifiers, hooks and process-wide facts (host name, state
  * and spool folders). Monitors live in monitor.c, delivery in notify.c. */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,10 +9,17 @@
 
 #include "engine.h"
 #include "log.h"
+#include "spool.h"
 
 struct named_notifier {
 	char *spec;
 	struct notifier *n;
+};
+
+struct shared_slot {
+	const struct vigil_plugin *plugin;
+	void *shared;
+	struct vigil_ctx ctx;
 };
 
 struct engine {
@@ -26,6 +34,8 @@ struct engine {
 	struct raw_section *defs; /* [notifier NAME] sections, created on first use */
 	char **def_files;
 	size_t n_defs;
+	struct shared_slot *shared;
+	size_t n_shared;
 };
 
 struct engine *engine_new(struct loop *loop, struct plugin_set *ps,
@@ -69,6 +79,12 @@ void engine_free(struct engine *e)
 	}
 	free(e->defs);
 	free(e->def_files);
+	/* After every instance: shared state outlives the instances using it. */
+	for (size_t i = 0; i < e->n_shared; i++) {
+		e->shared[i].plugin->shared_destroy(e->shared[i].shared);
+		ctx_release(&e->shared[i].ctx);
+	}
+	free(e->shared);
 	free(e->state_dir);
 	free(e->spool_dir);
 	free(e);
@@ -81,6 +97,45 @@ const char *engine_hostname(struct engine *e) { return e->hostname; }
 const char *engine_state_dir(struct engine *e) { return e->state_dir; }
 const char *engine_spool_dir(struct engine *e) { return e->spool_dir; }
 const struct engine_hooks *engine_hooks(struct engine *e) { return &e->hooks; }
+
+static bool has_shared(const struct vigil_plugin *p)
+{
+	return p->size >= offsetof(struct vigil_plugin, shared_destroy) + sizeof(p->shared_destroy) &&
+	       p->shared_create && p->shared_destroy;
+}
+
+int engine_plugin_shared(struct engine *e, const struct vigil_plugin *p, void **shared,
+			 char *err, size_t errlen)
+{
+	struct shared_slot *grown, *slot;
+	char label[128];
+
+	*shared = NULL;
+	if (!has_shared(p))
+		return 0;
+	for (size_t i = 0; i < e->n_shared; i++)
+		if (e->shared[i].plugin == p) {
+			*shared = e->shared[i].shared;
+			return 0;
+		}
+	grown = realloc(e->shared, (e->n_shared + 1) * sizeof(*grown));
+	if (!grown)
+		return -ENOMEM;
+	e->shared = grown;
+	slot = &e->shared[e->n_shared];
+	snprintf(label, sizeof(label), "%s (shared)", p->name);
+	if (ctx_init(&slot->ctx, e, label))
+		return -ENOMEM;
+	slot->plugin = p;
+	if (p->shared_create(&engine_host, &slot->ctx, &slot->shared, err, errlen) != 0) {
+		ctx_release(&slot->ctx);
+		return -EINVAL;
+	}
+	slot->ctx.shared = slot->shared;
+	e->n_shared++;
+	*shared = slot->shared;
+	return 0;
+}
 
 size_t engine_pending(struct engine *e)
 {
@@ -146,7 +201,7 @@ int engine_define_notifier(struct engine *e, const char *file, const struct raw_
 
 /* Turn a spec into the plugin name and its section. */
 static int spec_section(struct engine *e, const char *spec, struct raw_section *s,
-			const char **file, char *err, size_t errlen)
+			const char **file, bool *named, char *err, size_t errlen)
 {
 	const char *colon = strchr(spec, ':');
 	struct raw_section *def;
@@ -170,6 +225,7 @@ static int spec_section(struct engine *e, const char *spec, struct raw_section *
 	} else if ((def = find_def(e, spec, file))) {
 		free(s->name);
 		*s = copy_section(def);
+		*named = true;
 		for (size_t i = 0; i < s->n_kv; i++)
 			if (strcmp(s->kv[i].key, "type") == 0) {
 				free(s->plugin);
@@ -186,6 +242,59 @@ static int spec_section(struct engine *e, const char *spec, struct raw_section *
 		return -ENOENT;
 	}
 	return s->plugin ? 0 : -ENOMEM;
+}
+
+/* The core's own keys of a [notifier NAME] (on, max_age, parallel): read,
+ * validated and removed before the rest is checked against the plugin. */
+static int take_delivery_key(struct notify_opts *o, const struct raw_kv *kv, char *err,
+			     size_t errlen)
+{
+	int64_t v;
+
+	if (strcmp(kv->key, "on") == 0)
+		return notify_parse_on(kv->value, &o->on, err, errlen);
+	if (strcmp(kv->key, "max_age") == 0) {
+		if (config_parse_duration_ms(kv->value, &o->max_age_ms) || o->max_age_ms <= 0)
+			return snprintf(err, errlen, "expected a duration such as 24h"), -EINVAL;
+		return 0;
+	}
+	v = strspn(kv->value, "0123456789") == strlen(kv->value) && strlen(kv->value) < 4
+		    ? strtoll(kv->value, NULL, 10) : 0;
+	if (v < 1 || v > NOTIFY_PARALLEL_MAX)
+		return snprintf(err, errlen, "expected a number from 1 to %u", NOTIFY_PARALLEL_MAX),
+		       -EINVAL;
+	o->parallel = (unsigned)v;
+	return 0;
+}
+
+static int delivery_keys(struct engine *e, struct raw_section *s, const char *spec, bool named,
+			 const char *file, struct notify_opts *o, struct diag *d)
+{
+	char err[400];
+	int r = 0;
+
+	memset(o, 0, sizeof(*o));
+	o->max_age_ms = NOTIFY_MAX_AGE_DEFAULT_MS;
+	o->parallel = NOTIFY_PARALLEL_DEFAULT;
+	o->spool_root = e->spool_dir;
+	spool_folder_name(s->plugin, spec, named, o->spool_name, sizeof(o->spool_name));
+	for (size_t i = 0; named && i < s->n_kv;) {
+		const char *k = s->kv[i].key;
+
+		if (strcmp(k, "on") && strcmp(k, "max_age") && strcmp(k, "parallel")) {
+			i++;
+			continue;
+		}
+		if (take_delivery_key(o, &s->kv[i], err, sizeof(err))) {
+			diag_add(d, file, s->kv[i].line, s->name, k, "%s", err);
+			r = -EINVAL;
+		}
+		free(s->kv[i].key);
+		free(s->kv[i].value);
+		memmove(&s->kv[i], &s->kv[i + 1], (s->n_kv - i - 1) * sizeof(s->kv[0]));
+		s->n_kv--;
+	}
+	return r;
 }
 
 static void free_section(struct raw_section *s)
@@ -231,12 +340,18 @@ struct notifier *engine_notifier(struct engine *e, const char *spec, const char 
 	char err[512];
 	struct notifier *n;
 	struct named_notifier *grown;
+	struct notify_opts no;
+	bool named = false;
 
 	for (size_t i = 0; i < e->n_notifiers; i++)
 		if (strcmp(e->notifiers[i].spec, spec) == 0)
 			return e->notifiers[i].n;
-	if (spec_section(e, spec, &s, &deffile, err, sizeof(err))) {
+	if (spec_section(e, spec, &s, &deffile, &named, err, sizeof(err))) {
 		diag_add(d, file, line, "monitor", "notify", "%s", err);
+		free_section(&s);
+		return NULL;
+	}
+	if (delivery_keys(e, &s, spec, named, deffile, &no, d)) {
 		free_section(&s);
 		return NULL;
 	}
@@ -244,7 +359,7 @@ struct notifier *engine_notifier(struct engine *e, const char *spec, const char 
 	free_section(&s);
 	if (!n)
 		return NULL;
-	if (notifier_start(n, err, sizeof(err))) {
+	if (notifier_start(n, err, sizeof(err)) || notifier_configure(n, &no, err, sizeof(err))) {
 		diag_add(d, deffile, line, spec, NULL, "cannot start: %s", err);
 		notifier_free(n);
 		return NULL;

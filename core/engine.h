@@ -54,6 +54,7 @@ struct vigil_ctx {
 	size_t n_watches;
 	struct ctx_timer **timers;
 	size_t n_timers;
+	void *shared; /* the plugin's shared state, see vigil_plugin.shared_create */
 };
 
 extern const struct vigil_host engine_host;
@@ -95,6 +96,10 @@ int engine_define_notifier(struct engine *e, const char *file, const struct raw_
  * on first use and shared. NULL with a diagnostic. */
 struct notifier *engine_notifier(struct engine *e, const char *spec, const char *file,
 				 unsigned line, struct diag *d);
+/* The shared state of plugin p in this engine, created on first use (0 and
+ * *shared NULL when the plugin has none). */
+int engine_plugin_shared(struct engine *e, const struct vigil_plugin *p, void **shared,
+			 char *err, size_t errlen);
 /* Deliveries not yet done, over all notifiers. */
 size_t engine_pending(struct engine *e);
 
@@ -128,6 +133,12 @@ double monitor_progress(const struct monitor *m); /* percent from a progress eve
 const char *monitor_last_event(const struct monitor *m);
 /* vigil run: the supervisor's pid and the job's log, recorded in the state. */
 void monitor_set_supervisor(struct monitor *m, pid_t supervisor, const char *log_path);
+/* The agent: continue the run numbers of an earlier life (before start). */
+void monitor_seed_run(struct monitor *m, uint64_t run);
+uint64_t monitor_run_number(const struct monitor *m);
+/* The agent's stop: SIGTERM, then SIGKILL after the kill grace (force: SIGKILL
+ * at once). 0, or -ESRCH when no process is attached. */
+int monitor_stop(struct monitor *m, bool force);
 /* vigil watch NAME: the job's supervisor records its exit status in the state
  * folder; take it from there when the kernel will not tell us. */
 void monitor_set_status_record(struct monitor *m, const char *dir, const char *name);
@@ -148,6 +159,7 @@ struct stored_record {
 	char *monitor;
 	uint64_t run;
 	char *detector;
+	char *host;
 	int64_t time_ms;
 	pid_t pid;
 	struct vigil_event ev;

@@ -230,6 +230,11 @@ static void host_log_tail(struct vigil_ctx *ctx, const struct vigil_bytes *lines
 		monitor_log_tail(ctx->monitor, lines, n);
 }
 
+static void *host_shared(struct vigil_ctx *ctx)
+{
+	return ctx->shared;
+}
+
 const struct vigil_host engine_host = {
 	.version = VIGIL_HOST_VERSION,
 	.size = sizeof(struct vigil_host),
@@ -249,4 +254,5 @@ const struct vigil_host engine_host = {
 	.delivered = host_delivered,
 	.hostname = host_hostname,
 	.log_tail = host_log_tail,
+	.shared = host_shared,
 };

@@ -51,6 +51,14 @@ double monitor_progress(const struct monitor *m) { return m->progress; }
 const char *monitor_last_event(const struct monitor *m) { return m->last_event; }
 const struct vigil_target *monitor_target(struct monitor *m) { return &m->target; }
 
+void monitor_seed_run(struct monitor *m, uint64_t run)
+{
+	if (!m->started && run > m->run)
+		m->run = run;
+}
+
+uint64_t monitor_run_number(const struct monitor *m) { return m->run; }
+
 int64_t monitor_elapsed_ms(const struct monitor *m)
 {
 	if (m->state == RUN_WAITING && !m->run)

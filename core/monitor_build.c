@@ -70,7 +70,8 @@ static struct detector *detector_new(struct monitor *m, const char *file,
 	det->ctx.detector = det;
 	struct vigil_config cfg = {.file = file, .section = s->name, .monitor = m->name,
 				   .values = vals, .n_values = n_vals};
-	if (p->create(&engine_host, &det->ctx, &cfg, &det->instance, err, sizeof(err)) != 0) {
+	if (engine_plugin_shared(m->engine, p, &det->ctx.shared, err, sizeof(err)) != 0 ||
+	    p->create(&engine_host, &det->ctx, &cfg, &det->instance, err, sizeof(err)) != 0) {
 		diag_add(d, file, s->line, s->name, NULL, "%s", err[0] ? err : "invalid");
 		det->instance = NULL;
 		detector_free(det);
@@ -107,6 +108,12 @@ struct detector *monitor_pid_detector_new(struct monitor *m, pid_t pid, struct d
 	} else if (mc->match) {
 		raw_section_set(&s, "match", mc->match, mc->line);
 	}
+	/* A [pid] section tunes the detector (exit_via); the target stays in [monitor]. */
+	for (size_t i = 0; i < mc->n_detectors; i++)
+		if (strcmp(mc->detectors[i].plugin, "pid") == 0)
+			for (size_t k = 0; k < mc->detectors[i].n_kv; k++)
+				raw_section_set(&s, mc->detectors[i].kv[k].key,
+						mc->detectors[i].kv[k].value, mc->detectors[i].kv[k].line);
 	det = detector_new(m, mc->file, &s, d);
 	for (size_t i = 0; i < s.n_kv; i++) {
 		free(s.kv[i].key);
@@ -176,9 +183,13 @@ struct monitor *monitor_new(struct engine *e, const struct monitor_config *mc, s
 		struct detector *det;
 
 		if (strcmp(s->plugin, "pid") == 0) {
-			diag_add(d, mc->file, s->line, s->name, NULL,
-				 "the target is set in [monitor] (pid, pid_file, match or command)");
-			continue;
+			for (size_t k = 0; k < s->n_kv; k++)
+				if (!strcmp(s->kv[k].key, "pid") || !strcmp(s->kv[k].key, "pid_file") ||
+				    !strcmp(s->kv[k].key, "match"))
+					diag_add(d, mc->file, s->kv[k].line, s->name, s->kv[k].key,
+						 "the target is set in [monitor] (pid, pid_file, match "
+						 "or command)");
+			continue; /* merged into the pid detector's own section */
 		}
 		det = detector_new(m, mc->file, s, d);
 		if (det && monitor_add_detector(m, det))

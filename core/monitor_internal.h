@@ -54,6 +54,7 @@ struct monitor {
 	/* across runs */
 	enum outcome last_outcome;
 	bool done, started;
+	bool attached_once; /* a run has begun in this monitor's life */
 	double progress;
 	char last_event[512];
 	int attempts; /* command runs started */

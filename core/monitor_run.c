@@ -147,7 +147,12 @@ void monitor_attached(struct monitor *m, pid_t pid, uint64_t start_time, const c
 
 	if (m->state == RUN_ATTACHED || m->state == RUN_SETTLING)
 		return;
-	reset_run_facts(m);
+	/* What detectors reported while the monitor waited for its first process
+	 * (a file already there at start, log lines read from the start) belongs
+	 * to the first run: the detectors count it so, and so must the outcome. */
+	if (m->attached_once)
+		reset_run_facts(m);
+	m->attached_once = true;
 	m->run++;
 	m->state = RUN_ATTACHED;
 	m->target.pid = pid;
@@ -534,4 +539,15 @@ void monitor_lost(struct monitor *m, const char *why)
 	m->done = true;
 	if (engine_hooks(m->engine)->monitor_done)
 		engine_hooks(m->engine)->monitor_done(engine_hooks(m->engine)->data, m);
+}
+
+int monitor_stop(struct monitor *m, bool force)
+{
+	if (m->state != RUN_ATTACHED || m->pidfd < 0)
+		return -ESRCH;
+	monitor_signal(m, force ? SIGKILL : SIGTERM);
+	if (!force && m->kill_timer <= 0)
+		m->kill_timer = loop_add_timer(engine_loop(m->engine), m->mc->kill_grace_ms,
+					       kill_fired, m, NULL);
+	return 0;
 }

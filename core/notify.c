@@ -1,23 +1,45 @@
-/* Delivery: one queue per notifier, in order, one delivery in flight at a time,
- * retried with exponential backoff and jitter until delivered or permanently
- * refused. The durable spool (spool.c) sits under this queue for notifiers
- * flagged VIGIL_PLUGIN_F_SPOOLED. */
+/* Delivery: one queue per notifier, in event order.
+ *
+ * Spooled notifiers (VIGIL_PLUGIN_F_SPOOLED) write each notification to the
+ * spool before its first attempt. Records submitted during one loop turn are
+ * committed together at the next turn (group commit: one flush for the
+ * batch), then attempted. A file is removed only when its delivery succeeded.
+ *
+ * Up to `parallel` deliveries are in flight at once, started in event order.
+ * Receivers may see neighbours inside that window swapped; `parallel = 1`
+ * gives strict arrival order. `finished` and `recovered` resolve what came
+ * before them (Alertmanager), so they are barriers: they start alone, after
+ * everything older was delivered, and nothing starts while they are in
+ * flight. After a retryable failure the notifier pauses (exponential backoff
+ * with jitter, or the receiver's Retry-After) and resumes from the oldest
+ * undelivered notification. Past max_age, or refused for good, a
+ * notification moves to the dead-letter folder, with a log line. */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
 
 #include "engine.h"
 #include "log.h"
+#include "spool.h"
 
 #define BACKOFF_FIRST_MS 1000
 #define BACKOFF_MAX_MS (5 * 60 * 1000)
+#define RESCAN_MS 30000
+/* Group commit: at most one spool flush per this many ms while events keep
+ * coming; an event after a quiet spell is committed at the next loop turn. */
+#define COMMIT_GROUP_MS 20
 
 struct pending {
 	struct pending *next;
-	uint64_t token;
+	uint64_t token; /* of the attempt in flight */
 	unsigned attempts;
+	bool in_flight, committed, barrier;
+	char *file; /* in the spool, or NULL: in memory only */
+	char *host; /* owned host of a replayed record, or NULL */
 	struct stored_record *rec;
 };
 
@@ -28,15 +50,25 @@ struct notifier {
 	void *instance;
 	struct vigil_ctx ctx;
 	struct pending *head, **tail;
-	size_t n_pending;
+	size_t n_pending, n_dead;
+	unsigned n_in_flight;
+	bool barrier_in_flight;
 	uint64_t next_token;
-	bool in_flight;
 	bool kicking, rekick;
-	int64_t backoff_timer;
+	int64_t backoff_timer, commit_timer, rescan_timer;
+	int64_t last_commit_ms;
+	/* settings */
+	uint32_t on;
+	int64_t max_age_ms;
+	unsigned parallel;
+	struct spool *spool;
+	bool spool_full_logged, failing;
+	unsigned failures;
 };
 
 const char *notifier_name(const struct notifier *n) { return n->name; }
 size_t notifier_pending(const struct notifier *n) { return n->n_pending; }
+size_t notifier_dead(const struct notifier *n) { return n->n_dead; }
 
 struct notifier *notifier_new(struct engine *e, const char *name, const struct vigil_plugin *p,
 			      const struct vigil_config *cfg, char *err, size_t errlen)
@@ -61,6 +93,8 @@ struct notifier *notifier_new(struct engine *e, const char *name, const struct v
 	n->plugin = p;
 	n->tail = &n->head;
 	n->next_token = 1;
+	n->max_age_ms = NOTIFY_MAX_AGE_DEFAULT_MS;
+	n->parallel = NOTIFY_PARALLEL_DEFAULT;
 	rc = p->create(&engine_host, &n->ctx, cfg, &n->instance, err, errlen);
 	if (rc) {
 		ctx_release(&n->ctx);
@@ -76,40 +110,137 @@ int notifier_start(struct notifier *n, char *err, size_t errlen)
 	return n->plugin->start ? n->plugin->start(n->instance, err, errlen) : 0;
 }
 
+static void pending_free(struct pending *p)
+{
+	record_free(p->rec);
+	free(p->host);
+	free(p->file);
+	free(p);
+}
+
 void notifier_free(struct notifier *n)
 {
 	struct pending *p, *next;
+	struct loop *loop;
+	size_t lost = 0;
 
 	if (!n)
 		return;
+	loop = engine_loop(n->engine);
 	n->plugin->destroy(n->instance);
 	ctx_release(&n->ctx);
+	for (int64_t *t = &n->backoff_timer; t <= &n->rescan_timer; t++)
+		if (*t > 0)
+			loop_del_timer(loop, *t);
 	for (p = n->head; p; p = next) {
 		next = p->next;
-		record_free(p->rec);
-		free(p);
+		lost += !p->file && n->spool;
+		pending_free(p);
 	}
+	if (lost)
+		log_msg(LOG_LVL_ERR, n->ctx.label, "%zu notification(s) held only in memory "
+			"(the spool was not writable) are lost", lost);
+	spool_close(n->spool);
 	free(n->name);
 	free(n);
 }
 
+static bool spooled_plugin(const struct vigil_plugin *p)
+{
+	return p->size >= offsetof(struct vigil_plugin, flags) + sizeof(p->flags) &&
+	       (p->flags & VIGIL_PLUGIN_F_SPOOLED);
+}
+
+static int64_t wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ------------------------------------------------------------ the queue */
+
+static void unlink_pending(struct notifier *n, struct pending *p)
+{
+	struct pending **pp = &n->head;
+
+	while (*pp != p)
+		pp = &(*pp)->next;
+	*pp = p->next;
+	if (n->tail == &p->next)
+		n->tail = pp;
+	n->n_pending--;
+	pending_free(p);
+}
+
+static void append(struct notifier *n, struct pending *p)
+{
+	const char *k = p->rec->ev.kind;
+
+	p->barrier = strcmp(k, VIGIL_EV_FINISHED) == 0 || strcmp(k, VIGIL_EV_RECOVERED) == 0;
+	*n->tail = p;
+	n->tail = &p->next;
+	n->n_pending++;
+}
+
+/* Dead-letter: out of the queue, into dead/, one log line that says why. */
+static void bury(struct notifier *n, struct pending *p, const char *why, const char *detail)
+{
+	int r = p->file && n->spool ? spool_bury(n->spool, p->file) : 0;
+
+	log_msg(LOG_LVL_ERR, n->ctx.label, "event %s (%s of %s) dead-lettered, %s: %s%s%s",
+		p->rec->id, p->rec->ev.kind, p->rec->monitor, why, detail ? detail : "",
+		p->file && n->spool && r == 0 ? "; kept in " : "",
+		p->file && n->spool && r == 0 ? "dead/" : "");
+	n->n_dead++;
+	unlink_pending(n, p);
+}
+
+static bool too_old(struct notifier *n, struct pending *p)
+{
+	return n->max_age_ms > 0 && wall_ms() - p->rec->time_ms > n->max_age_ms;
+}
+
 static void notifier_kick(struct notifier *n);
 
-static void start_head(struct notifier *n)
+static void start_one(struct notifier *n, struct pending *p)
 {
-	struct pending *p = n->head;
+	uint64_t token = n->next_token++;
 	int rc;
 
-	p->token = n->next_token++;
+	p->token = token;
 	p->attempts++;
-	n->in_flight = true;
-	rc = n->plugin->notify(n->instance, p->token, &p->rec->rec);
-	if (rc < 0 && n->in_flight && n->head == p)
-		notifier_delivered(n, p->token, VIGIL_RETRY, strerror(-rc), -1);
+	p->in_flight = true;
+	n->n_in_flight++;
+	n->barrier_in_flight |= p->barrier;
+	/* May report (and free p) before it returns. */
+	rc = n->plugin->notify(n->instance, token, &p->rec->rec);
+	if (rc < 0)
+		notifier_delivered(n, token, VIGIL_RETRY, strerror(-rc), -1);
+}
+
+/* The next notification that may start now, or NULL. */
+static struct pending *next_startable(struct notifier *n)
+{
+	if (n->backoff_timer > 0 || n->barrier_in_flight || n->n_in_flight >= n->parallel)
+		return NULL;
+	for (struct pending *p = n->head; p; p = p->next) {
+		if (!p->committed)
+			return NULL; /* not durable yet: neither it nor anything after */
+		if (p->in_flight)
+			continue;
+		if (p->barrier && (p != n->head || n->n_in_flight))
+			return NULL;
+		return p;
+	}
+	return NULL;
 }
 
 static void notifier_kick(struct notifier *n)
 {
+	struct pending *p;
+
 	if (n->kicking) {
 		n->rekick = true;
 		return;
@@ -117,38 +248,102 @@ static void notifier_kick(struct notifier *n)
 	n->kicking = true;
 	do {
 		n->rekick = false;
-		while (!n->in_flight && n->head && n->backoff_timer <= 0)
-			start_head(n);
+		while ((p = next_startable(n)))
+			start_one(n, p);
 	} while (n->rekick);
 	n->kicking = false;
 }
 
+/* ----------------------------------------------------- group commit */
+
+static void spool_full(struct notifier *n, int err)
+{
+	if (n->spool_full_logged)
+		return;
+	n->spool_full_logged = true;
+	log_msg(LOG_LVL_ERR, n->ctx.label, "cannot write to the spool %s: %s; notifications "
+		"are kept in memory only until it is writable again (lost if vigil stops)",
+		spool_path(n->spool), strerror(-err));
+}
+
+static void commit_batch(struct notifier *n)
+{
+	struct spool_item *items;
+	struct pending **ps;
+	size_t k = 0, max = n->n_pending;
+	bool all_ok = true;
+
+	items = calloc(max ? max : 1, sizeof(*items));
+	ps = calloc(max ? max : 1, sizeof(*ps));
+	for (struct pending *p = n->head; items && ps && p; p = p->next)
+		if (!p->committed) {
+			ps[k] = p;
+			items[k++].rec = &p->rec->rec;
+		}
+	if (k && items && ps)
+		spool_write(n->spool, items, k);
+	for (size_t i = 0; i < k; i++) {
+		ps[i]->committed = true;
+		if (items[i].error) {
+			all_ok = false;
+			spool_full(n, items[i].error);
+		} else {
+			ps[i]->file = strdup(items[i].name);
+		}
+	}
+	if (all_ok && k && n->spool_full_logged) {
+		n->spool_full_logged = false;
+		log_msg(LOG_LVL_INFO, n->ctx.label, "the spool is writable again");
+	}
+	/* Out of memory for the batch: deliver from memory rather than never. */
+	for (struct pending *p = n->head; (!items || !ps) && p; p = p->next)
+		p->committed = true;
+	free(items);
+	free(ps);
+}
+
+static int64_t commit_fired(struct loop *loop, int64_t id, void *data)
+{
+	struct notifier *n = data;
+
+	(void)loop;
+	(void)id;
+	n->commit_timer = 0;
+	n->last_commit_ms = loop_now_ms(loop);
+	commit_batch(n);
+	notifier_kick(n);
+	return LOOP_TIMER_DONE;
+}
+
 void notifier_submit(struct notifier *n, const struct vigil_record *rec)
 {
-	struct pending *p = calloc(1, sizeof(*p));
+	struct pending *p;
 
+	if (!notify_on_wants(n->on, rec->event))
+		return;
+	p = calloc(1, sizeof(*p));
 	if (!p || !(p->rec = record_copy(rec))) {
 		free(p);
 		log_msg(LOG_LVL_ERR, n->ctx.label, "out of memory: event %s not queued", rec->id);
 		return;
 	}
-	*n->tail = p;
-	n->tail = &p->next;
-	n->n_pending++;
+	p->committed = !n->spool;
+	append(n, p);
+	if (n->spool && n->commit_timer <= 0) {
+		struct loop *loop = engine_loop(n->engine);
+		int64_t wait = n->last_commit_ms + COMMIT_GROUP_MS - loop_now_ms(loop);
+
+		n->commit_timer = loop_add_timer(loop, wait > 0 && n->last_commit_ms ? wait : 0,
+						 commit_fired, n, NULL);
+	}
+	if (n->spool && n->commit_timer <= 0) { /* no timer: commit now */
+		commit_batch(n);
+		n->commit_timer = 0;
+	}
 	notifier_kick(n);
 }
 
-static void pop_head(struct notifier *n)
-{
-	struct pending *p = n->head;
-
-	n->head = p->next;
-	if (!n->head)
-		n->tail = &n->head;
-	n->n_pending--;
-	record_free(p->rec);
-	free(p);
-}
+/* ---------------------------------------------------------- results */
 
 static int64_t backoff_fired(struct loop *loop, int64_t id, void *data)
 {
@@ -178,28 +373,193 @@ static int64_t backoff_ms(unsigned attempts, int64_t retry_after_ms)
 	return retry_after_ms > ms ? retry_after_ms : ms;
 }
 
+static void delivered_ok(struct notifier *n, struct pending *p)
+{
+	if (p->file && n->spool)
+		spool_remove(n->spool, p->file);
+	if (n->failing) {
+		n->failing = false;
+		log_msg(LOG_LVL_INFO, n->ctx.label, "delivering again (after %u failed attempt(s))",
+			n->failures);
+		n->failures = 0;
+	}
+	unlink_pending(n, p);
+}
+
+static void delivery_failed(struct notifier *n, struct pending *p, const char *detail,
+			    int64_t retry_after_ms)
+{
+	int64_t ms;
+
+	n->failures++;
+	if (too_old(n, p)) {
+		bury(n, p, "older than max_age", detail);
+		return;
+	}
+	ms = backoff_ms(p->attempts, retry_after_ms);
+	/* Logged when a failure streak starts; the rest are counted. */
+	if (!n->failing)
+		log_msg(LOG_LVL_WARN, n->ctx.label, "event %s not delivered (attempt %u): %s; "
+			"retrying in %lld ms", p->rec->id, p->attempts, detail ? detail : "",
+			(long long)ms);
+	n->failing = true;
+	if (n->backoff_timer <= 0)
+		n->backoff_timer = loop_add_timer(engine_loop(n->engine), ms, backoff_fired, n,
+						  NULL);
+}
+
 void notifier_delivered(struct notifier *n, uint64_t token, enum vigil_delivery result,
 			const char *detail, int64_t retry_after_ms)
 {
 	struct pending *p = n->head;
 
-	if (!p || p->token != token || !n->in_flight)
-		return; /* late answer for something already settled */
-	n->in_flight = false;
-	if (result == VIGIL_DELIVERED) {
-		pop_head(n);
-	} else if (result == VIGIL_PERMANENT) {
-		log_msg(LOG_LVL_ERR, n->ctx.label, "event %s (%s of %s) refused for good: %s",
-			p->rec->id, p->rec->ev.kind, p->rec->monitor, detail ? detail : "");
-		pop_head(n);
-	} else {
-		int64_t ms = backoff_ms(p->attempts, retry_after_ms);
-
-		log_msg(LOG_LVL_WARN, n->ctx.label, "event %s not delivered (attempt %u): %s; "
-			"retrying in %lld ms", p->rec->id, p->attempts, detail ? detail : "",
-			(long long)ms);
-		n->backoff_timer = loop_add_timer(engine_loop(n->engine), ms, backoff_fired, n,
-						  NULL);
-	}
+	while (p && !(p->in_flight && p->token == token))
+		p = p->next;
+	if (!p)
+		return; /* a late answer for something already settled */
+	p->in_flight = false;
+	n->n_in_flight--;
+	if (p->barrier)
+		n->barrier_in_flight = false;
+	if (result == VIGIL_DELIVERED)
+		delivered_ok(n, p);
+	else if (result == VIGIL_PERMANENT)
+		bury(n, p, "refused for good", detail);
+	else
+		delivery_failed(n, p, detail, retry_after_ms);
 	notifier_kick(n);
+}
+
+/* ------------------------------------------------------ replay, rescan */
+
+/* Queue the orphaned files of the folder (ours now), in event order. */
+static void adopt(struct notifier *n)
+{
+	char **names, err[256];
+	size_t k;
+
+	if (!spool_try_own(n->spool) || spool_adopt(n->spool, &names, &k) != 0)
+		return;
+	if (k)
+		log_msg(LOG_LVL_INFO, n->ctx.label, "replaying %zu notification(s) from %s", k,
+			spool_path(n->spool));
+	for (size_t i = 0; i < k; i++) {
+		struct pending *p = calloc(1, sizeof(*p));
+
+		if (!p)
+			break;
+		p->file = names[i];
+		names[i] = NULL;
+		p->committed = true;
+		if (spool_load(n->spool, p->file, &p->rec, &p->host, err, sizeof(err)) != 0) {
+			log_msg(LOG_LVL_ERR, n->ctx.label, "spool file %s unreadable (%s): moved to dead/",
+				p->file, err);
+			spool_bury(n->spool, p->file);
+			n->n_dead++;
+			free(p->file);
+			free(p);
+			continue;
+		}
+		append(n, p);
+		if (too_old(n, p))
+			bury(n, p, "older than max_age", "found in the spool");
+	}
+	spool_names_free(names, k);
+	notifier_kick(n);
+}
+
+static int64_t rescan_fired(struct loop *loop, int64_t id, void *data)
+{
+	struct notifier *n = data;
+
+	(void)loop;
+	(void)id;
+	adopt(n);
+	return RESCAN_MS;
+}
+
+int notifier_configure(struct notifier *n, const struct notify_opts *o, char *err,
+		       size_t errlen)
+{
+	char label[SPOOL_NAME_MAX + 32];
+	int r;
+
+	n->on = o->on;
+	n->max_age_ms = o->max_age_ms;
+	n->parallel = o->parallel ? o->parallel : NOTIFY_PARALLEL_DEFAULT;
+	if (!o->spool_root || !spooled_plugin(n->plugin) || n->spool)
+		return 0;
+	snprintf(label, sizeof(label), "notifier %s", o->spool_name);
+	free(n->ctx.label);
+	n->ctx.label = strdup(label);
+	if (!n->ctx.label)
+		return -ENOMEM;
+	r = spool_open(o->spool_root, o->spool_name, &n->spool, err, errlen);
+	if (r)
+		return r;
+	adopt(n);
+	n->rescan_timer = loop_add_timer(engine_loop(n->engine), RESCAN_MS, rescan_fired, n, NULL);
+	return 0;
+}
+
+/* -------------------------------------------------------------- `on` */
+
+static const char *const on_kinds[] = {
+	VIGIL_EV_ATTACHED, VIGIL_EV_EXITED, VIGIL_EV_FILE, VIGIL_EV_MATCH,
+	VIGIL_EV_PROGRESS, VIGIL_EV_STALLED, VIGIL_EV_OVERDUE, VIGIL_EV_TIMEOUT,
+	VIGIL_EV_PRESSURE, VIGIL_EV_RECOVERED, VIGIL_EV_FINISHED,
+};
+static const char *const on_outcomes[] = {"succeeded", "failed", "timed_out", "unknown"};
+#define N_ON_KINDS (sizeof(on_kinds) / sizeof(on_kinds[0]))
+#define N_ON_OUTCOMES (sizeof(on_outcomes) / sizeof(on_outcomes[0]))
+
+int notify_parse_on(const char *text, uint32_t *bits, char *err, size_t errlen)
+{
+	char *copy = strdup(text), *save = NULL;
+	int r = 0;
+
+	*bits = 0;
+	if (!copy)
+		return -ENOMEM;
+	for (char *t = strtok_r(copy, ", \t", &save); t && !r; t = strtok_r(NULL, ", \t", &save)) {
+		uint32_t b = 0;
+
+		for (size_t i = 0; i < N_ON_KINDS; i++)
+			if (strcmp(t, on_kinds[i]) == 0)
+				b = 1u << i;
+		for (size_t i = 0; i < N_ON_OUTCOMES; i++)
+			if (strcmp(t, on_outcomes[i]) == 0)
+				b = 1u << (16 + i);
+		if (!b) {
+			snprintf(err, errlen, "unknown event \"%s\" (event kinds: attached, exited, "
+				 "file, match, progress, stalled, overdue, timeout, pressure, recovered, "
+				 "finished; outcomes: succeeded, failed, timed_out, unknown)", t);
+			r = -EINVAL;
+		}
+		*bits |= b;
+	}
+	free(copy);
+	if (!r && !*bits) {
+		snprintf(err, errlen, "empty: name at least one event kind or outcome");
+		r = -EINVAL;
+	}
+	return r;
+}
+
+bool notify_on_wants(uint32_t bits, const struct vigil_event *ev)
+{
+	if (bits == 0)
+		return true;
+	for (size_t i = 0; i < N_ON_KINDS; i++)
+		if (strcmp(ev->kind, on_kinds[i]) == 0 && (bits & (1u << i)))
+			return true;
+	if (strcmp(ev->kind, VIGIL_EV_FINISHED) == 0) {
+		const struct vigil_field *f = event_field(ev, "outcome");
+
+		for (size_t i = 0; f && f->type == VIGIL_FIELD_STRING && i < N_ON_OUTCOMES; i++)
+			if ((bits & (1u << (16 + i))) && f->u.s.len == strlen(on_outcomes[i]) &&
+			    memcmp(f->u.s.ptr, on_outcomes[i], f->u.s.len) == 0)
+				return true;
+	}
+	return false;
 }

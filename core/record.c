@@ -27,9 +27,12 @@ static int copy_bytes(struct vigil_bytes *dst, const struct vigil_bytes *src)
 	return 0;
 }
 
+/* On failure dst holds only pointers of its own (or NULL), so free_field is safe. */
 static int copy_field(struct vigil_field *dst, const struct vigil_field *src)
 {
 	*dst = *src;
+	if (src->type == VIGIL_FIELD_STRING || src->type == VIGIL_FIELD_STRINGS)
+		memset(&dst->u, 0, sizeof(dst->u));
 	dst->name = strdup(src->name);
 	if (!dst->name)
 		return -1;
@@ -41,6 +44,7 @@ static int copy_field(struct vigil_field *dst, const struct vigil_field *src)
 		if (!v)
 			return -1;
 		dst->u.list.v = v;
+		dst->u.list.n = src->u.list.n;
 		for (size_t i = 0; i < src->u.list.n; i++)
 			if (copy_bytes(&v[i], &src->u.list.v[i]))
 				return -1;
@@ -71,6 +75,7 @@ struct stored_record *record_copy(const struct vigil_record *rec)
 	snprintf(r->id, sizeof(r->id), "%s", rec->id);
 	r->monitor = strdup(rec->monitor ? rec->monitor : "");
 	r->detector = strdup(rec->detector ? rec->detector : "core");
+	r->host = rec->host ? strdup(rec->host) : NULL;
 	r->run = rec->run;
 	r->time_ms = rec->time_ms;
 	r->pid = rec->pid;
@@ -78,7 +83,8 @@ struct stored_record *record_copy(const struct vigil_record *rec)
 	r->fields = calloc(ev->n_fields ? ev->n_fields : 1, sizeof(*r->fields));
 	r->ev.kind = strdup(ev->kind);
 	r->ev.message = ev->message ? strdup(ev->message) : NULL;
-	bad = !r->monitor || !r->detector || !r->json || !r->fields || !r->ev.kind ||
+	bad = !r->monitor || !r->detector || (rec->host && !r->host) || !r->json ||
+	      !r->fields || !r->ev.kind ||
 	      (ev->message && !r->ev.message);
 	for (size_t i = 0; !bad && i < ev->n_fields; i++) {
 		bad = copy_field(&r->fields[i], &ev->fields[i]);
@@ -94,7 +100,7 @@ struct stored_record *record_copy(const struct vigil_record *rec)
 	r->ev.fields = r->fields;
 	r->rec = (struct vigil_record){
 		.id = r->id, .monitor = r->monitor, .run = r->run, .detector = r->detector,
-		.time_ms = r->time_ms, .host = rec->host, .pid = r->pid, .event = &r->ev,
+		.time_ms = r->time_ms, .host = r->host, .pid = r->pid, .event = &r->ev,
 		.json = r->json, .json_len = r->json_len,
 	};
 	return r;
@@ -112,5 +118,6 @@ void record_free(struct stored_record *r)
 	free(r->json);
 	free(r->monitor);
 	free(r->detector);
+	free(r->host);
 	free(r);
 }

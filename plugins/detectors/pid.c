@@ -3,7 +3,11 @@
  *
  * The exit status comes from waitid() for our own children, else from the
  * kernel's process-events connector (needs CAP_NET_ADMIN), else it is unknown:
- * never guessed. Identity is (pid, start time) everywhere. */
+ * never guessed. Identity is (pid, start time) everywhere.
+ *
+ * The connector is one socket for every instance in the process (the plugin's
+ * shared state): each exit on the machine is read once and handed, through a
+ * pid -> instances table, to the instances watching that pid. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -18,6 +22,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -49,6 +54,19 @@
 	 IN_ONLYDIR)
 #define PID_CMDLINE_MAX 4096
 #define PID_AMBIGUOUS_LIST 10
+/* The connector's receive queue: 10,000 processes killed at once are about
+ * 10,000 small messages, each costing a socket buffer of ~1 KiB. */
+#define PID_CN_RCVBUF (8 << 20)
+/* Datagrams read per recvmmsg() call, and the room for each (a proc event
+ * message is under 100 bytes). */
+#define PID_CN_BATCH 64
+#define PID_CN_MSG_MAX 512
+/* Exec events are collected for this long, then the new command lines are
+ * read once for every waiting match target: an exec storm costs one pass per
+ * period, not one /proc scan per exec and instance. */
+#define PID_EXEC_BATCH_MS 50
+/* More execs than this in one period: every waiting match target rescans. */
+#define PID_EXEC_MAX 4096
 
 enum pid_mode { PID_BY_PID, PID_BY_FILE, PID_BY_MATCH };
 enum pid_via { VIA_AUTO, VIA_WAITID, VIA_CONNECTOR, VIA_NONE };
@@ -56,6 +74,40 @@ enum pid_via { VIA_AUTO, VIA_WAITID, VIA_CONNECTOR, VIA_NONE };
 struct pid_status {
 	bool known;
 	int code, sig, core;
+};
+
+struct pid_det;
+
+/* The instances attached to one pid (several monitors may watch one process). */
+struct pid_slot {
+	pid_t pid; /* 0: empty */
+	struct pid_det *head;
+};
+
+/* One per process (or per instance when the core offers no shared state). */
+struct pid_shared {
+	const struct vigil_host *host;
+	struct vigil_ctx *ctx; /* the shared ctx: the socket and the exec timer */
+
+	int cn_fd;        /* -1 while no started instance needs it */
+	int cn_failed;    /* a lasting subscription failure (-EPERM...), else 0 */
+	bool cn_told;     /* the failure was logged */
+	bool lost_told;   /* an overflow was logged */
+	uint32_t cn_seq;
+	size_t users;     /* started instances relying on the socket */
+	char *rbuf;       /* PID_CN_BATCH * PID_CN_MSG_MAX, while open */
+
+	/* pid -> instances: open addressing, linear probing, load <= 1/2. */
+	struct pid_slot *slots;
+	size_t cap, n;
+
+	/* Match targets, woken by exec events. */
+	struct pid_det **matchers;
+	size_t n_matchers, cap_matchers;
+	pid_t *execs;
+	size_t n_execs;
+	bool execs_overflow;
+	int64_t exec_timer;
 };
 
 struct pid_det {
@@ -71,8 +123,13 @@ struct pid_det {
 	pcre2_code *re;
 	pcre2_match_data *md;
 
-	int cn_fd; /* process-events connector, -1 when not subscribed */
-	uint32_t cn_seq;
+	struct pid_shared *sh;
+	bool own_sh;      /* sh is private: the core offers no shared state */
+	bool cn_user;     /* counted in sh->users */
+	bool in_table;    /* registered under pid in sh's table */
+	struct pid_det *next_same; /* the next instance attached to the same pid */
+	size_t matcher_idx;        /* in sh->matchers, when in_matchers */
+	bool in_matchers, exec_hit;
 
 	/* The attached process. */
 	int pidfd;
@@ -82,6 +139,7 @@ struct pid_det {
 	bool exit_seen, leader_seen;
 	struct pid_status cn_status;
 	int64_t grace_timer;
+	bool grace_short; /* the grace timer was cut to 0: the status is here */
 
 	/* The run last reported, so a pid file still naming it is not re-attached. */
 	pid_t done_pid;
@@ -91,7 +149,6 @@ struct pid_det {
 	int ino_fd;
 	int64_t poll_timer, recheck_timer, empty_timer;
 	bool empty_grace_over;
-	bool exec_seen;
 	char *warned; /* what was last warned about, to warn once per content */
 };
 
@@ -107,6 +164,187 @@ static const struct vigil_option pid_options[] = {
 static void pid_check_file(struct pid_det *d);
 static void pid_rescan(struct pid_det *d);
 static int pid_file_watch(struct pid_det *d, char *err, size_t errlen);
+static int64_t pid_on_grace(void *data);
+static int64_t pid_on_recheck(void *data);
+
+/* ----------------------------------------------------------- pid table */
+
+static size_t pid_hash(pid_t pid)
+{
+	uint32_t x = (uint32_t)pid;
+	x ^= x >> 16;
+	x *= 0x7feb352du;
+	x ^= x >> 15;
+	x *= 0x846ca68bu;
+	x ^= x >> 16;
+	return x;
+}
+
+/* The slot holding pid, or the empty one where it would go. */
+static struct pid_slot *pid_table_probe(const struct pid_shared *s, pid_t pid)
+{
+	size_t mask = s->cap - 1;
+	for (size_t i = pid_hash(pid) & mask;; i = (i + 1) & mask)
+		if (s->slots[i].pid == pid || s->slots[i].pid == 0)
+			return &s->slots[i];
+}
+
+static struct pid_det *pid_table_get(const struct pid_shared *s, pid_t pid)
+{
+	return s->cap ? pid_table_probe(s, pid)->head : NULL;
+}
+
+static int pid_table_grow(struct pid_shared *s)
+{
+	size_t cap = s->cap ? s->cap * 2 : 64;
+	struct pid_slot *old = s->slots, *slots = calloc(cap, sizeof(*slots));
+	if (!slots)
+		return -ENOMEM;
+	size_t old_cap = s->cap;
+	s->slots = slots;
+	s->cap = cap;
+	for (size_t i = 0; i < old_cap; i++)
+		if (old[i].pid)
+			*pid_table_probe(s, old[i].pid) = old[i];
+	free(old);
+	return 0;
+}
+
+static int pid_table_add(struct pid_shared *s, struct pid_det *d)
+{
+	if ((s->n + 1) * 2 > s->cap && pid_table_grow(s) < 0)
+		return -ENOMEM;
+	struct pid_slot *slot = pid_table_probe(s, d->pid);
+	if (slot->pid == 0) {
+		slot->pid = d->pid;
+		s->n++;
+	}
+	d->next_same = slot->head;
+	slot->head = d;
+	d->in_table = true;
+	return 0;
+}
+
+/* Empty slot i, shifting back the entries of its probe run that may move,
+ * so that lookups never need tombstones. */
+static void pid_table_clear(struct pid_shared *s, size_t i)
+{
+	size_t mask = s->cap - 1;
+	for (size_t j = (i + 1) & mask; s->slots[j].pid; j = (j + 1) & mask) {
+		size_t home = pid_hash(s->slots[j].pid) & mask;
+		if (((j - home) & mask) >= ((j - i) & mask)) {
+			s->slots[i] = s->slots[j];
+			i = j;
+		}
+	}
+	s->slots[i] = (struct pid_slot){ 0 };
+	s->n--;
+}
+
+static void pid_table_del(struct pid_shared *s, struct pid_det *d)
+{
+	if (!d->in_table)
+		return;
+	d->in_table = false;
+	struct pid_slot *slot = pid_table_probe(s, d->pid);
+	for (struct pid_det **p = &slot->head; *p; p = &(*p)->next_same) {
+		if (*p == d) {
+			*p = d->next_same;
+			break;
+		}
+	}
+	d->next_same = NULL;
+	if (!slot->head && slot->pid)
+		pid_table_clear(s, (size_t)(slot - s->slots));
+}
+
+/* ------------------------------------------------------------ match list */
+
+static int pid_matchers_add(struct pid_shared *s, struct pid_det *d)
+{
+	if (s->n_matchers == s->cap_matchers) {
+		size_t cap = s->cap_matchers ? s->cap_matchers * 2 : 16;
+		struct pid_det **m = realloc(s->matchers, cap * sizeof(*m));
+		if (!m)
+			return -ENOMEM;
+		s->matchers = m;
+		s->cap_matchers = cap;
+	}
+	d->matcher_idx = s->n_matchers;
+	s->matchers[s->n_matchers++] = d;
+	d->in_matchers = true;
+	return 0;
+}
+
+static void pid_matchers_del(struct pid_shared *s, struct pid_det *d)
+{
+	if (!d->in_matchers)
+		return;
+	struct pid_det *last = s->matchers[--s->n_matchers];
+	s->matchers[d->matcher_idx] = last;
+	last->matcher_idx = d->matcher_idx;
+	d->in_matchers = false;
+}
+
+static bool pid_waiting_match(const struct pid_det *d)
+{
+	return d->mode == PID_BY_MATCH && !d->ended && d->pidfd < 0;
+}
+
+/* Have d rescan /proc from its own timer: it may call lost(), and the core
+ * may destroy it there, which must not happen inside a shared callback. */
+static void pid_recheck_soon(struct pid_det *d)
+{
+	if (d->recheck_timer)
+		return;
+	int64_t id = d->host->add_timer(d->ctx, 0, pid_on_recheck, d);
+	d->recheck_timer = id > 0 ? id : 0;
+}
+
+/* The batch of exec'd processes: read each new command line once and wake
+ * only the match targets it satisfies (they then rescan and decide). */
+static int64_t pid_on_execs(void *data)
+{
+	struct pid_shared *s = data;
+	char cmdline[PID_CMDLINE_MAX];
+	s->exec_timer = 0;
+	for (size_t i = 0; i < s->n_execs && !s->execs_overflow; i++) {
+		if (proc_cmdline(s->execs[i], cmdline, sizeof(cmdline)) < 0 || !cmdline[0])
+			continue;
+		for (size_t k = 0; k < s->n_matchers; k++) {
+			struct pid_det *d = s->matchers[k];
+			if (!d->exec_hit && pid_waiting_match(d) &&
+			    pcre2_match(d->re, (PCRE2_SPTR)cmdline, strlen(cmdline), 0, 0, d->md,
+					NULL) >= 0)
+				d->exec_hit = true;
+		}
+	}
+	for (size_t k = 0; k < s->n_matchers; k++) {
+		struct pid_det *d = s->matchers[k];
+		if ((d->exec_hit || s->execs_overflow) && pid_waiting_match(d))
+			pid_recheck_soon(d);
+		d->exec_hit = false;
+	}
+	s->n_execs = 0;
+	s->execs_overflow = false;
+	return VIGIL_TIMER_DONE;
+}
+
+static void pid_exec_note(struct pid_shared *s, pid_t pid, bool overflow)
+{
+	if (!s->n_matchers)
+		return;
+	if (!s->execs && !overflow)
+		s->execs = malloc(PID_EXEC_MAX * sizeof(*s->execs));
+	if (overflow || !s->execs || s->n_execs == PID_EXEC_MAX)
+		s->execs_overflow = true;
+	else
+		s->execs[s->n_execs++] = pid;
+	if (!s->exec_timer) {
+		int64_t id = s->host->add_timer(s->ctx, PID_EXEC_BATCH_MS, pid_on_execs, s);
+		s->exec_timer = id > 0 ? id : 0;
+	}
+}
 
 /* ------------------------------------------------------------- connector */
 
@@ -123,7 +361,21 @@ static void pid_status_from_wait(struct pid_status *st, int status)
 	}
 }
 
-/* Keep the exit of a thread of our process. The last one to exit carries the
+/* The status arrived while d waits out its grace period: end the wait now,
+ * from d's own timer (reporting here could destroy instances mid-dispatch). */
+static void pid_grace_cut(struct pid_det *d)
+{
+	if (!d->grace_timer || d->grace_short)
+		return;
+	int64_t id = d->host->add_timer(d->ctx, 0, pid_on_grace, d);
+	if (id <= 0)
+		return; /* the 100 ms timer still reports it */
+	d->host->cancel_timer(d->ctx, d->grace_timer);
+	d->grace_timer = id;
+	d->grace_short = true;
+}
+
+/* Keep the exit of a thread of d's process. The last one to exit carries the
  * group's status (a leader that called pthread_exit() reports 0 early), so a
  * later event replaces an earlier one; a second leader exit can only be
  * another process that reused the PID, and is ignored. */
@@ -131,8 +383,6 @@ static void pid_cn_exit(struct pid_det *d, const struct proc_event *ev)
 {
 	pid_t tid = ev->event_data.exit.process_pid;
 	pid_t tgid = ev->event_data.exit.process_tgid;
-	if (d->pid <= 0 || tgid != d->pid)
-		return;
 	if (tid == tgid) {
 		if (d->leader_seen)
 			return;
@@ -140,10 +390,11 @@ static void pid_cn_exit(struct pid_det *d, const struct proc_event *ev)
 	}
 	pid_status_from_wait(&d->cn_status, (int)ev->event_data.exit.exit_code);
 	d->exit_seen = true;
+	pid_grace_cut(d);
 }
 
 /* One connector message. Returns -errno from a subscription ack, else 0. */
-static int pid_cn_message(struct pid_det *d, const struct cn_msg *cn)
+static int pid_cn_message(struct pid_shared *s, const struct cn_msg *cn)
 {
 	struct proc_event ev;
 	if (cn->id.idx != CN_IDX_PROC || cn->id.val != CN_VAL_PROC ||
@@ -154,14 +405,15 @@ static int pid_cn_message(struct pid_det *d, const struct cn_msg *cn)
 	memcpy(&ev, cn->data, cn->len < sizeof(ev) ? cn->len : sizeof(ev));
 	switch (ev.what) {
 	case PROC_EVENT_EXIT:
-		pid_cn_exit(d, &ev);
+		for (struct pid_det *d = pid_table_get(s, ev.event_data.exit.process_tgid); d;
+		     d = d->next_same)
+			pid_cn_exit(d, &ev);
 		break;
 	case PROC_EVENT_EXEC:
-		if (d->mode == PID_BY_MATCH && d->pid == 0)
-			d->exec_seen = true;
+		pid_exec_note(s, ev.event_data.exec.process_tgid, false);
 		break;
 	case PROC_EVENT_NONE:
-		if (cn->seq == d->cn_seq && ev.event_data.ack.err)
+		if (cn->seq == s->cn_seq && ev.event_data.ack.err)
 			return -(int)ev.event_data.ack.err;
 		break;
 	default:
@@ -170,42 +422,75 @@ static int pid_cn_message(struct pid_det *d, const struct cn_msg *cn)
 	return 0;
 }
 
-/* Read everything queued on the connector socket. Returns -errno from a
- * subscription ack or a socket error, else 0. */
-static int pid_cn_drain(struct pid_det *d)
+/* One datagram from the kernel. */
+static int pid_cn_datagram(struct pid_shared *s, const char *buf, size_t len)
 {
-	_Alignas(struct nlmsghdr) char buf[8192];
 	int ret = 0;
+	for (const struct nlmsghdr *nh = (const void *)buf; NLMSG_OK(nh, len);
+	     nh = NLMSG_NEXT(nh, len)) {
+		if (nh->nlmsg_type == NLMSG_ERROR || nh->nlmsg_type == NLMSG_NOOP)
+			continue;
+		if (nh->nlmsg_len < NLMSG_LENGTH(sizeof(struct cn_msg)))
+			continue;
+		int r = pid_cn_message(s, NLMSG_DATA(nh));
+		if (r < 0)
+			ret = r;
+	}
+	return ret;
+}
+
+/* The queue overflowed: some exits may be lost. Those instances end as
+ * unknown after their grace period (never guessed); match targets rescan,
+ * since an exec may be lost too. */
+static void pid_cn_overflow(struct pid_shared *s)
+{
+	if (!s->lost_told)
+		s->host->log(s->ctx, VIGIL_LOG_WARN,
+			     "process events lost (the kernel's queue overflowed): an exit "
+			     "status missed is reported as unknown");
+	s->lost_told = true;
+	pid_exec_note(s, 0, true);
+}
+
+/* Read everything queued, many datagrams per system call. Returns -errno
+ * from a subscription ack or a socket error, else 0. */
+static int pid_cn_drain(struct pid_shared *s)
+{
+	struct mmsghdr msgs[PID_CN_BATCH];
+	struct iovec iov[PID_CN_BATCH];
+	struct sockaddr_nl from[PID_CN_BATCH];
+	int ret = 0;
+	if (s->cn_fd < 0)
+		return 0;
 	for (;;) {
-		struct sockaddr_nl from;
-		socklen_t fromlen = sizeof(from);
-		ssize_t n = recvfrom(d->cn_fd, buf, sizeof(buf), MSG_DONTWAIT,
-				     (struct sockaddr *)&from, &fromlen);
+		memset(msgs, 0, sizeof(msgs));
+		for (size_t i = 0; i < PID_CN_BATCH; i++) {
+			iov[i] = (struct iovec){ s->rbuf + i * PID_CN_MSG_MAX, PID_CN_MSG_MAX };
+			msgs[i].msg_hdr = (struct msghdr){ .msg_name = &from[i],
+							   .msg_namelen = sizeof(from[i]),
+							   .msg_iov = &iov[i],
+							   .msg_iovlen = 1 };
+		}
+		int n = recvmmsg(s->cn_fd, msgs, PID_CN_BATCH, MSG_DONTWAIT, NULL);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && errno == ENOBUFS) {
-			/* The queue overflowed: an exit may be lost; then it is unknown. */
-			d->host->log(d->ctx, VIGIL_LOG_DEBUG, "process events lost (busy system)");
+			pid_cn_overflow(s);
 			continue;
 		}
 		if (n < 0)
 			return errno == EAGAIN || errno == EWOULDBLOCK ? ret : -errno;
-		if (from.nl_pid != 0) /* only the kernel speaks here */
-			continue;
-		for (struct nlmsghdr *nh = (void *)buf; NLMSG_OK(nh, (size_t)n);
-		     nh = NLMSG_NEXT(nh, n)) {
-			if (nh->nlmsg_type == NLMSG_ERROR || nh->nlmsg_type == NLMSG_NOOP)
-				continue;
-			if (nh->nlmsg_len < NLMSG_LENGTH(sizeof(struct cn_msg)))
-				continue;
-			int r = pid_cn_message(d, NLMSG_DATA(nh));
+		for (int i = 0; i < n; i++) {
+			if (from[i].nl_pid != 0 || (msgs[i].msg_hdr.msg_flags & MSG_TRUNC))
+				continue; /* only the kernel speaks here */
+			int r = pid_cn_datagram(s, iov[i].iov_base, msgs[i].msg_len);
 			if (r < 0)
 				ret = r;
 		}
 	}
 }
 
-static int pid_cn_send_listen(struct pid_det *d)
+static int pid_cn_send_listen(struct pid_shared *s)
 {
 	_Alignas(struct nlmsghdr) char buf[NLMSG_SPACE(sizeof(struct cn_msg) + sizeof(uint32_t))];
 	memset(buf, 0, sizeof(buf));
@@ -215,55 +500,151 @@ static int pid_cn_send_listen(struct pid_det *d)
 	struct cn_msg *cn = NLMSG_DATA(nh);
 	cn->id.idx = CN_IDX_PROC;
 	cn->id.val = CN_VAL_PROC;
-	cn->seq = d->cn_seq;
+	cn->seq = s->cn_seq;
 	cn->len = sizeof(uint32_t);
 	uint32_t op = PROC_CN_MCAST_LISTEN;
 	memcpy(cn->data, &op, sizeof(op));
-	if (send(d->cn_fd, buf, nh->nlmsg_len, 0) < 0)
+	if (send(s->cn_fd, buf, nh->nlmsg_len, 0) < 0)
 		return -errno;
 	/* The kernel answers synchronously; an EPERM comes back in the ack. */
-	return pid_cn_drain(d);
+	return pid_cn_drain(s);
 }
 
-static void pid_on_cn(void *data, int fd, uint32_t revents);
-
-/* Subscribe to process events. Done before attaching, so no exit is missed. */
-static int pid_cn_open(struct pid_det *d, char *err, size_t errlen)
+static void pid_on_cn(void *data, int fd, uint32_t revents)
 {
-	d->cn_fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_CONNECTOR);
-	if (d->cn_fd < 0) {
-		snprintf(err, errlen, "process events connector: %s", strerror(errno));
+	struct pid_shared *s = data;
+	int r = pid_cn_drain(s);
+	if (r < 0 && r != -EPERM)
+		s->host->log(s->ctx, VIGIL_LOG_DEBUG, "process events: %s", strerror(-r));
+}
+
+static void pid_cn_close(struct pid_shared *s)
+{
+	if (s->cn_fd < 0)
+		return;
+	s->host->unwatch_fd(s->ctx, s->cn_fd);
+	close(s->cn_fd);
+	s->cn_fd = -1;
+	free(s->rbuf);
+	s->rbuf = NULL;
+}
+
+/* A big queue loses fewer events when many processes end at once. Forcing
+ * past net.core.rmem_max needs CAP_NET_ADMIN, which the connector needs too. */
+static void pid_cn_rcvbuf(int fd)
+{
+	int size = PID_CN_RCVBUF;
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof(size)) < 0)
+		(void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+}
+
+/* Subscribe to process events, once for the whole process. */
+static int pid_cn_open(struct pid_shared *s)
+{
+	s->cn_fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_CONNECTOR);
+	if (s->cn_fd < 0)
 		return -errno;
-	}
 	struct sockaddr_nl sa = { .nl_family = AF_NETLINK, .nl_groups = CN_IDX_PROC };
 	int r = 0;
-	if (bind(d->cn_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+	s->rbuf = malloc(PID_CN_BATCH * PID_CN_MSG_MAX);
+	if (!s->rbuf)
+		r = -ENOMEM;
+	if (r == 0 && bind(s->cn_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
 		r = -errno;
-	/* A bigger queue loses fewer events on a busy machine; best effort. */
-	int size = 1 << 20;
-	if (r == 0 && setsockopt(d->cn_fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof(size)) < 0)
-		(void)setsockopt(d->cn_fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
-	d->cn_seq = (uint32_t)getpid() ^ (uint32_t)(uintptr_t)d;
 	if (r == 0)
-		r = pid_cn_send_listen(d);
+		pid_cn_rcvbuf(s->cn_fd);
+	s->cn_seq = (uint32_t)getpid() ^ (uint32_t)(uintptr_t)s;
 	if (r == 0)
-		r = d->host->watch_fd(d->ctx, d->cn_fd, EPOLLIN, pid_on_cn, d);
+		r = pid_cn_send_listen(s);
+	if (r == 0)
+		r = s->host->watch_fd(s->ctx, s->cn_fd, EPOLLIN, pid_on_cn, s);
 	if (r < 0) {
-		snprintf(err, errlen, "process events connector: %s%s", strerror(-r),
-			 r == -EPERM ? " (needs CAP_NET_ADMIN)" : "");
-		close(d->cn_fd);
-		d->cn_fd = -1;
+		close(s->cn_fd);
+		s->cn_fd = -1;
+		free(s->rbuf);
+		s->rbuf = NULL;
 	}
 	return r;
 }
 
-static void pid_cn_close(struct pid_det *d)
+static bool pid_cn_lasting(int r)
 {
-	if (d->cn_fd < 0)
+	return r == -EPERM || r == -EACCES || r == -EPROTONOSUPPORT || r == -EAFNOSUPPORT;
+}
+
+/* d will rely on the connector: subscribe if nobody has yet. Done before
+ * attaching, so no exit is missed. */
+static int pid_cn_acquire(struct pid_det *d, char *err, size_t errlen)
+{
+	struct pid_shared *s = d->sh;
+	int r = s->cn_failed;
+	if (r == 0 && s->cn_fd < 0) {
+		r = pid_cn_open(s);
+		if (pid_cn_lasting(r))
+			s->cn_failed = r;
+	}
+	if (r < 0) {
+		snprintf(err, errlen, "process events connector: %s%s", strerror(-r),
+			 r == -EPERM ? " (needs CAP_NET_ADMIN)" : "");
+		return r;
+	}
+	s->users++;
+	d->cn_user = true;
+	if (d->mode == PID_BY_MATCH && pid_matchers_add(s, d) < 0)
+		d->host->log(d->ctx, VIGIL_LOG_WARN, "out of memory: polling for \"%s\"",
+			     d->pattern);
+	return 0;
+}
+
+/* d no longer needs process events; the last one out unsubscribes. */
+static void pid_cn_release(struct pid_det *d)
+{
+	struct pid_shared *s = d->sh;
+	if (!s)
+		return; /* create() failed before it had one */
+	pid_table_del(s, d);
+	pid_matchers_del(s, d);
+	if (!d->cn_user)
 		return;
-	d->host->unwatch_fd(d->ctx, d->cn_fd);
-	close(d->cn_fd);
-	d->cn_fd = -1;
+	d->cn_user = false;
+	if (--s->users == 0)
+		pid_cn_close(s);
+}
+
+static bool pid_cn_on(const struct pid_det *d)
+{
+	return d->cn_user && d->sh->cn_fd >= 0;
+}
+
+/* ----------------------------------------------------------- shared state */
+
+static int pid_shared_create(const struct vigil_host *host, struct vigil_ctx *ctx,
+			     void **shared, char *err, size_t errlen)
+{
+	struct pid_shared *s = calloc(1, sizeof(*s));
+	if (!s) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	s->host = host;
+	s->ctx = ctx;
+	s->cn_fd = -1;
+	*shared = s;
+	return 0;
+}
+
+static void pid_shared_destroy(void *shared)
+{
+	struct pid_shared *s = shared;
+	if (!s)
+		return;
+	if (s->exec_timer)
+		s->host->cancel_timer(s->ctx, s->exec_timer);
+	pid_cn_close(s);
+	free(s->slots);
+	free(s->matchers);
+	free(s->execs);
+	free(s);
 }
 
 /* ------------------------------------------------------------- attaching */
@@ -288,8 +669,8 @@ static void pid_on_pidfd(void *data, int fd, uint32_t revents);
 static int pid_attach(struct pid_det *d, pid_t pid, uint64_t start, char *err, size_t errlen)
 {
 	/* What is still queued about this PID is about an earlier process. */
-	if (d->cn_fd >= 0)
-		(void)pid_cn_drain(d);
+	if (pid_cn_on(d))
+		(void)pid_cn_drain(d->sh);
 	int fd = (int)syscall(SYS_pidfd_open, pid, 0); /* always close-on-exec */
 	if (fd < 0 && errno != ESRCH) {
 		snprintf(err, errlen, "pidfd_open(%d): %s", (int)pid, strerror(errno));
@@ -313,7 +694,13 @@ static int pid_attach(struct pid_det *d, pid_t pid, uint64_t start, char *err, s
 	d->pid = pid;
 	d->start = start;
 	d->is_child = child;
-	d->exit_seen = d->leader_seen = false;
+	d->exit_seen = d->leader_seen = d->grace_short = false;
+	/* Events queued since the drain above stay queued until the next one:
+	 * registered now, none about this process is missed. */
+	if (pid_cn_on(d) && pid_table_add(d->sh, d) < 0)
+		d->host->log(d->ctx, VIGIL_LOG_WARN,
+			     "out of memory: the exit status of process %d will be unknown",
+			     (int)pid);
 	char cmdline[PID_CMDLINE_MAX];
 	if (proc_cmdline(pid, cmdline, sizeof(cmdline)) < 0)
 		cmdline[0] = '\0';
@@ -341,11 +728,13 @@ static void pid_report(struct pid_det *d, struct pid_status st)
 	if (d->grace_timer)
 		d->host->cancel_timer(d->ctx, d->grace_timer);
 	d->grace_timer = 0;
+	d->grace_short = false;
 	if (d->pidfd >= 0) {
 		d->host->unwatch_fd(d->ctx, d->pidfd);
 		close(d->pidfd);
 	}
 	d->pidfd = -1;
+	pid_table_del(d->sh, d);
 	d->done_pid = d->pid;
 	d->done_start = d->start;
 	d->pid = 0;
@@ -354,6 +743,8 @@ static void pid_report(struct pid_det *d, struct pid_status st)
 		int64_t id = d->host->add_timer(d->ctx, 0, pid_on_recheck, d);
 		d->recheck_timer = id > 0 ? id : 0;
 	}
+	if (d->mode == PID_BY_PID)
+		pid_cn_release(d); /* one process, one run: nothing more to hear */
 	if (!st.known)
 		st.code = st.sig = -1, st.core = 0;
 	d->host->exited(d->ctx, st.code, st.sig, st.core);
@@ -363,7 +754,7 @@ static int64_t pid_on_grace(void *data)
 {
 	struct pid_det *d = data;
 	d->grace_timer = 0;
-	(void)pid_cn_drain(d);
+	(void)pid_cn_drain(d->sh);
 	if (!d->exit_seen)
 		d->host->log(d->ctx, VIGIL_LOG_DEBUG, "no exit message for process %d",
 			     (int)d->pid);
@@ -391,11 +782,13 @@ static void pid_on_pidfd(void *data, int fd, uint32_t revents)
 		}
 		/* ECHILD: reaped elsewhere; the connector may still know. */
 	}
-	if (d->cn_fd < 0) {
+	if (!pid_cn_on(d)) {
 		pid_report(d, (struct pid_status){ 0 });
 		return;
 	}
-	(void)pid_cn_drain(d);
+	/* The kernel queued the exit message before waking the pidfd, but it
+	 * may still be in flight: read what is there, then wait a little. */
+	(void)pid_cn_drain(d->sh);
 	if (d->exit_seen) {
 		pid_report(d, d->cn_status);
 		return;
@@ -405,22 +798,6 @@ static void pid_on_pidfd(void *data, int fd, uint32_t revents)
 		pid_report(d, (struct pid_status){ 0 });
 	else
 		d->grace_timer = id;
-}
-
-static void pid_on_cn(void *data, int fd, uint32_t revents)
-{
-	struct pid_det *d = data;
-	int r = pid_cn_drain(d);
-	if (r < 0 && r != -EPERM)
-		d->host->log(d->ctx, VIGIL_LOG_DEBUG, "process events: %s", strerror(-r));
-	if (d->grace_timer && d->exit_seen) {
-		pid_report(d, d->cn_status);
-		return;
-	}
-	if (d->exec_seen) {
-		d->exec_seen = false;
-		pid_rescan(d);
-	}
 }
 
 /* -------------------------------------------------------------- pid files */
@@ -723,7 +1100,7 @@ static int64_t pid_on_poll(void *data)
 static int pid_match_start(struct pid_det *d, char *err, size_t errlen)
 {
 	/* Without the connector's exec events nothing says a process appeared. */
-	if (d->cn_fd < 0) {
+	if (!pid_cn_on(d)) {
 		int64_t id = d->host->add_timer(d->ctx, PID_POLL_MS, pid_on_poll, d);
 		if (id < 0) {
 			snprintf(err, errlen, "timer: %s", strerror((int)-id));
@@ -754,20 +1131,31 @@ static int pid_start_pid(struct pid_det *d)
 	return 0;
 }
 
+/* Said once per process at info level: with 10,000 monitors, once is enough. */
+static void pid_cn_unavailable(struct pid_det *d, const char *why)
+{
+	struct pid_shared *s = d->sh;
+	if (!s->cn_told)
+		s->host->log(s->ctx, VIGIL_LOG_INFO,
+			     "%s: the exit status of a process vigil did not start will be "
+			     "unknown", why);
+	else
+		d->host->log(d->ctx, VIGIL_LOG_DEBUG, "%s", why);
+	s->cn_told = true;
+}
+
 static int pid_start(void *instance, char *err, size_t errlen)
 {
 	struct pid_det *d = instance;
 	if (d->via == VIA_AUTO || d->via == VIA_CONNECTOR) {
 		char why[256];
-		int r = pid_cn_open(d, why, sizeof(why));
+		int r = pid_cn_acquire(d, why, sizeof(why));
 		if (r < 0 && d->via == VIA_CONNECTOR) {
 			snprintf(err, errlen, "%s", why);
 			return r;
 		}
 		if (r < 0)
-			d->host->log(d->ctx, VIGIL_LOG_INFO,
-				     "%s: the exit status of a process vigil did not start "
-				     "will be unknown", why);
+			pid_cn_unavailable(d, why);
 	}
 	switch (d->mode) {
 	case PID_BY_PID:
@@ -796,7 +1184,9 @@ static void pid_destroy(void *instance)
 			close(fds[i]);
 		}
 	}
-	pid_cn_close(d);
+	pid_cn_release(d);
+	if (d->own_sh)
+		pid_shared_destroy(d->sh);
 	pcre2_match_data_free(d->md);
 	pcre2_code_free(d->re);
 	free(d->pattern);
@@ -886,6 +1276,22 @@ static int pid_parse_target(struct pid_det *d, const struct vigil_config *cfg, c
 	return pid_compile(d, match->text, err, errlen);
 }
 
+/* The process-wide state, or a private one when the core offers none (an
+ * older core): then this instance has a socket of its own, as it used to. */
+static int pid_attach_shared(struct pid_det *d, char *err, size_t errlen)
+{
+	const struct vigil_host *h = d->host;
+	if (h->size >= offsetof(struct vigil_host, shared) + sizeof(h->shared) && h->shared)
+		d->sh = h->shared(d->ctx);
+	if (d->sh)
+		return 0;
+	void *own = NULL;
+	int r = pid_shared_create(h, d->ctx, &own, err, errlen);
+	d->sh = own;
+	d->own_sh = r == 0;
+	return r;
+}
+
 static int pid_create(const struct vigil_host *host, struct vigil_ctx *ctx,
 		      const struct vigil_config *cfg, void **instance, char *err, size_t errlen)
 {
@@ -896,8 +1302,10 @@ static int pid_create(const struct vigil_host *host, struct vigil_ctx *ctx,
 	}
 	d->host = host;
 	d->ctx = ctx;
-	d->cn_fd = d->pidfd = d->ino_fd = -1;
-	int r = pid_parse_via(d, cfg, err, errlen);
+	d->pidfd = d->ino_fd = -1;
+	int r = pid_attach_shared(d, err, errlen);
+	if (r == 0)
+		r = pid_parse_via(d, cfg, err, errlen);
 	if (r == 0)
 		r = pid_parse_target(d, cfg, err, errlen);
 	if (r < 0) {
@@ -913,4 +1321,5 @@ static int pid_create(const struct vigil_host *host, struct vigil_ctx *ctx,
 VIGIL_PLUGIN(.kind = VIGIL_PLUGIN_DETECTOR, .name = "pid",
 	     .summary = "the target process: attach, and report when and how it ends",
 	     .options = pid_options, .create = pid_create, .start = pid_start,
-	     .on_event = NULL, .settle = NULL, .notify = NULL, .destroy = pid_destroy);
+	     .on_event = NULL, .settle = NULL, .notify = NULL, .destroy = pid_destroy,
+	     .shared_create = pid_shared_create, .shared_destroy = pid_shared_destroy);

@@ -2,7 +2,9 @@
  * record of everything the plugin reports. See fake_host.h. */
 #include "fake_host.h"
 
+#include <dlfcn.h>
 #include <errno.h>
+#include <setjmp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,8 +15,32 @@
 #include "diag.h"
 #include "loop.h"
 
+#include <cmocka.h>
+
+/* What the pid detector tells one instance's host: its target and its run. */
+struct fh_run {
+	struct vigil_target target;
+	char *target_log_path;
+	bool attached, exited;
+	pid_t pid;
+	uint64_t start_time;
+	char *cmdline;
+	int exit_code, exit_signal, core_dumped;
+	char *lost;
+	unsigned settled;
+};
+
 struct vigil_ctx {
 	struct fake_host *fh;
+	const struct vigil_plugin *plugin; /* whose shared state host->shared() gives */
+	struct fh_run run;
+};
+
+/* One plugin's shared state, created on the first config or create for it. */
+struct fh_shared {
+	const struct vigil_plugin *plugin;
+	void *shared;
+	struct vigil_ctx *ctx;
 };
 
 /* Adapts the plugin's callback shapes to the loop's. */
@@ -43,8 +69,10 @@ struct fake_host {
 	struct vigil_host api;
 	struct vigil_ctx ctx;
 	struct loop *loop;
-	struct vigil_target target;
-	char *target_log_path;
+	struct vigil_ctx **extra_ctx; /* fake_host_new_ctx(), and shared states' */
+	size_t n_extra_ctx;
+	struct fh_shared *shared;
+	size_t n_shared;
 
 	struct fh_watch **watches; /* indexed by fd */
 	size_t n_watches;
@@ -58,17 +86,12 @@ struct fake_host {
 	struct fake_delivery *deliveries;
 	size_t n_deliveries;
 	unsigned criteria;
-	bool attached, exited;
-	pid_t pid;
-	uint64_t start_time;
-	char *cmdline;
-	int exit_code, exit_signal, core_dumped;
-	char *lost;
-	unsigned settled;
-	char **tail;
+	struct vigil_bytes *tail;
 	size_t n_tail;
 	struct buf last_error;
 };
+
+static void fh_fail(struct fake_host *fh, const struct diag *d, const char *extra);
 
 static struct fake_host *ctx_fh(struct vigil_ctx *ctx)
 {
@@ -256,45 +279,43 @@ static void fh_expect(struct vigil_ctx *ctx, enum vigil_criterion c)
 
 static const struct vigil_target *fh_target(struct vigil_ctx *ctx)
 {
-	return &ctx_fh(ctx)->target;
+	return &ctx->run.target;
 }
 
 static void fh_attached(struct vigil_ctx *ctx, pid_t pid, uint64_t start_time,
 			const char *cmdline)
 {
-	struct fake_host *fh = ctx_fh(ctx);
+	struct fh_run *r = &ctx->run;
 
-	fh->attached = true;
-	fh->pid = pid;
-	fh->start_time = start_time;
-	free(fh->cmdline);
-	fh->cmdline = xstrdup(cmdline);
+	r->attached = true;
+	r->pid = pid;
+	r->start_time = start_time;
+	free(r->cmdline);
+	r->cmdline = xstrdup(cmdline);
 	/* As the core does: the target is now this process. */
-	fh->target.pid = pid;
-	fh->target.start_time = start_time;
+	r->target.pid = pid;
+	r->target.start_time = start_time;
 }
 
 static void fh_exited(struct vigil_ctx *ctx, int exit_code, int sig, int core_dumped)
 {
-	struct fake_host *fh = ctx_fh(ctx);
+	struct fh_run *r = &ctx->run;
 
-	fh->exited = true;
-	fh->exit_code = exit_code;
-	fh->exit_signal = sig;
-	fh->core_dumped = core_dumped;
+	r->exited = true;
+	r->exit_code = exit_code;
+	r->exit_signal = sig;
+	r->core_dumped = core_dumped;
 }
 
 static void fh_lost(struct vigil_ctx *ctx, const char *why)
 {
-	struct fake_host *fh = ctx_fh(ctx);
-
-	free(fh->lost);
-	fh->lost = xstrdup(why ? why : "");
+	free(ctx->run.lost);
+	ctx->run.lost = xstrdup(why ? why : "");
 }
 
 static void fh_settled(struct vigil_ctx *ctx)
 {
-	ctx_fh(ctx)->settled++;
+	ctx->run.settled++;
 }
 
 static void fh_delivered(struct vigil_ctx *ctx, uint64_t token, enum vigil_delivery result,
@@ -321,7 +342,7 @@ static const char *fh_hostname(struct vigil_ctx *ctx)
 static void tail_free(struct fake_host *fh)
 {
 	for (size_t i = 0; i < fh->n_tail; i++)
-		free(fh->tail[i]);
+		free((char *)fh->tail[i].ptr);
 	free(fh->tail);
 	fh->tail = NULL;
 	fh->n_tail = 0;
@@ -334,9 +355,21 @@ static void fh_log_tail(struct vigil_ctx *ctx, const struct vigil_bytes *lines, 
 
 	tail_free(fh);
 	fh->tail = xrealloc(NULL, n * sizeof(*fh->tail));
-	for (size_t i = 0; i < n; i++)
-		fh->tail[i] = xmemdup(lines[i].ptr, lines[i].len);
+	for (size_t i = 0; i < n; i++) {
+		fh->tail[i].ptr = xmemdup(lines[i].ptr, lines[i].len);
+		fh->tail[i].len = lines[i].len;
+	}
 	fh->n_tail = n;
+}
+
+static void *fh_shared_of(struct vigil_ctx *ctx)
+{
+	struct fake_host *fh = ctx_fh(ctx);
+
+	for (size_t i = 0; i < fh->n_shared; i++)
+		if (fh->shared[i].plugin == ctx->plugin)
+			return fh->shared[i].shared;
+	return NULL;
 }
 
 /* -------------------------------------------------------------- lifetime */
@@ -372,6 +405,7 @@ struct fake_host *fake_host_new(void)
 		.delivered = fh_delivered,
 		.hostname = fh_hostname,
 		.log_tail = fh_log_tail,
+		.shared = fh_shared_of,
 	};
 	buf_init(&fh->last_error);
 	return fh;
@@ -392,10 +426,14 @@ static void fh_free_records(struct fake_host *fh)
 	for (size_t i = 0; i < fh->n_deliveries; i++)
 		free(fh->deliveries[i].detail);
 	free(fh->deliveries);
-	free(fh->cmdline);
-	free(fh->lost);
-	free(fh->target_log_path);
 	tail_free(fh);
+}
+
+static void fh_run_free(struct fh_run *r)
+{
+	free(r->cmdline);
+	free(r->lost);
+	free(r->target_log_path);
 }
 
 void fake_host_free(struct fake_host *fh)
@@ -407,6 +445,10 @@ void fake_host_free(struct fake_host *fh)
 	for (size_t i = fh->n_instances; i-- > 0;)
 		fh->instances[i].plugin->destroy(fh->instances[i].instance);
 	free(fh->instances);
+	/* As the core does: shared state outlives every instance using it. */
+	for (size_t i = fh->n_shared; i-- > 0;)
+		fh->shared[i].plugin->shared_destroy(fh->shared[i].shared);
+	free(fh->shared);
 	loop_free(fh->loop); /* frees the timer trampolines via their finalizer */
 	for (size_t i = 0; i < fh->n_watches; i++)
 		free(fh->watches[i]);
@@ -418,6 +460,12 @@ void fake_host_free(struct fake_host *fh)
 	}
 	free(fh->configs);
 	fh_free_records(fh);
+	fh_run_free(&fh->ctx.run);
+	for (size_t i = 0; i < fh->n_extra_ctx; i++) {
+		fh_run_free(&fh->extra_ctx[i]->run);
+		free(fh->extra_ctx[i]);
+	}
+	free(fh->extra_ctx);
 	buf_free(&fh->last_error);
 	free(fh);
 }
@@ -437,12 +485,65 @@ struct loop *fake_host_loop(struct fake_host *fh)
 	return fh->loop;
 }
 
+struct vigil_ctx *fake_host_new_ctx(struct fake_host *fh)
+{
+	struct vigil_ctx *ctx = xrealloc(NULL, sizeof(*ctx));
+
+	*ctx = (struct vigil_ctx){.fh = fh, .plugin = fh->ctx.plugin};
+	fh->extra_ctx = xrealloc(fh->extra_ctx, (fh->n_extra_ctx + 1) * sizeof(*fh->extra_ctx));
+	fh->extra_ctx[fh->n_extra_ctx++] = ctx;
+	return ctx;
+}
+
+void fake_ctx_set_target(struct vigil_ctx *ctx, const struct vigil_target *t)
+{
+	struct fh_run *r = &ctx->run;
+
+	free(r->target_log_path);
+	r->target = *t;
+	r->target_log_path = xstrdup(t->log_path);
+	r->target.log_path = r->target_log_path;
+}
+
 void fake_host_set_target(struct fake_host *fh, const struct vigil_target *t)
 {
-	free(fh->target_log_path);
-	fh->target = *t;
-	fh->target_log_path = xstrdup(t->log_path);
-	fh->target.log_path = fh->target_log_path;
+	fake_ctx_set_target(&fh->ctx, t);
+}
+
+/* As core/engine.c: only a descriptor whose size covers both fields has them. */
+static bool fh_has_shared(const struct vigil_plugin *p)
+{
+	return p->size >= offsetof(struct vigil_plugin, shared_destroy) + sizeof(p->shared_destroy) &&
+	       p->shared_create && p->shared_destroy;
+}
+
+void *fake_host_shared(struct fake_host *fh, const struct vigil_plugin *p)
+{
+	for (size_t i = 0; i < fh->n_shared; i++)
+		if (fh->shared[i].plugin == p)
+			return fh->shared[i].shared;
+	return NULL;
+}
+
+/* Create p's shared state once per fake host, before its first create(),
+ * with a ctx of its own, as the core does. 0 or -errno, the reason kept. */
+static int fh_ensure_shared(struct fake_host *fh, const struct vigil_plugin *p)
+{
+	struct vigil_ctx *ctx;
+	char err[512] = "";
+	void *shared = NULL;
+
+	if (!fh_has_shared(p) || fake_host_shared(fh, p))
+		return 0;
+	ctx = fake_host_new_ctx(fh);
+	ctx->plugin = p;
+	if (p->shared_create(&fh->api, ctx, &shared, err, sizeof(err)) != 0) {
+		fh_fail(fh, NULL, err[0] ? err : "shared_create failed without a message");
+		return -EINVAL;
+	}
+	fh->shared = xrealloc(fh->shared, (fh->n_shared + 1) * sizeof(*fh->shared));
+	fh->shared[fh->n_shared++] = (struct fh_shared){p, shared, ctx};
+	return 0;
 }
 
 /* ---------------------------------------------------------------- config */
@@ -508,6 +609,10 @@ const struct vigil_config *fake_host_config(struct fake_host *fh, const struct v
 	struct diag d = {0};
 	struct fh_config *c;
 
+	if (fh_ensure_shared(fh, p) < 0)
+		return NULL;
+	/* The host's own ctx belongs to the plugin last configured. */
+	fh->ctx.plugin = p;
 	buf_printf(&text, "[%s]\n", p->name);
 	for (size_t i = 0; lines && lines[i]; i++)
 		buf_printf(&text, "%s\n", lines[i]);
@@ -532,6 +637,13 @@ const char *fake_host_last_error(struct fake_host *fh)
 int fake_host_instantiate(struct fake_host *fh, const struct vigil_plugin *p,
 			  const char *const *lines, void **instance)
 {
+	return fake_host_instantiate_ctx(fh, &fh->ctx, p, lines, instance);
+}
+
+int fake_host_instantiate_ctx(struct fake_host *fh, struct vigil_ctx *ctx,
+			      const struct vigil_plugin *p, const char *const *lines,
+			      void **instance)
+{
 	const struct vigil_config *cfg = fake_host_config(fh, p, lines);
 	char err[512] = "";
 	void *inst = NULL;
@@ -540,7 +652,8 @@ int fake_host_instantiate(struct fake_host *fh, const struct vigil_plugin *p,
 	*instance = NULL;
 	if (!cfg)
 		return -EINVAL;
-	r = p->create(&fh->api, &fh->ctx, cfg, &inst, err, sizeof(err));
+	ctx->plugin = p;
+	r = p->create(&fh->api, ctx, cfg, &inst, err, sizeof(err));
 	if (r < 0) {
 		fh_fail(fh, NULL, err[0] ? err : "create failed without a message");
 		return r;
@@ -588,34 +701,59 @@ unsigned fake_host_criteria(struct fake_host *fh)
 	return fh->criteria;
 }
 
+bool fake_ctx_attached(struct vigil_ctx *ctx, pid_t *pid, uint64_t *start_time)
+{
+	const struct fh_run *r = &ctx->run;
+
+	if (r->attached && pid)
+		*pid = r->pid;
+	if (r->attached && start_time)
+		*start_time = r->start_time;
+	return r->attached;
+}
+
+bool fake_ctx_exited(struct vigil_ctx *ctx, int *code, int *sig, int *core)
+{
+	const struct fh_run *r = &ctx->run;
+
+	if (r->exited && code)
+		*code = r->exit_code;
+	if (r->exited && sig)
+		*sig = r->exit_signal;
+	if (r->exited && core)
+		*core = r->core_dumped;
+	return r->exited;
+}
+
+const char *fake_ctx_lost(struct vigil_ctx *ctx)
+{
+	return ctx->run.lost;
+}
+
 bool fake_host_attached(struct fake_host *fh, pid_t *pid, uint64_t *start_time)
 {
-	if (fh->attached && pid)
-		*pid = fh->pid;
-	if (fh->attached && start_time)
-		*start_time = fh->start_time;
-	return fh->attached;
+	return fake_ctx_attached(&fh->ctx, pid, start_time);
 }
 
 bool fake_host_exited(struct fake_host *fh, int *code, int *sig, int *core)
 {
-	if (fh->exited && code)
-		*code = fh->exit_code;
-	if (fh->exited && sig)
-		*sig = fh->exit_signal;
-	if (fh->exited && core)
-		*core = fh->core_dumped;
-	return fh->exited;
+	return fake_ctx_exited(&fh->ctx, code, sig, core);
 }
 
 const char *fake_host_lost(struct fake_host *fh)
 {
-	return fh->lost;
+	return fake_ctx_lost(&fh->ctx);
 }
 
 unsigned fake_host_settled_count(struct fake_host *fh)
 {
-	return fh->settled;
+	return fh->ctx.run.settled;
+}
+
+const struct vigil_bytes *fake_host_log_tail(struct fake_host *fh, size_t *n)
+{
+	*n = fh->n_tail;
+	return fh->tail;
 }
 
 size_t fake_host_n_deliveries(struct fake_host *fh)
@@ -666,4 +804,29 @@ static bool pred_never(struct fake_host *fh, void *arg)
 void fake_host_run_for(struct fake_host *fh, int ms)
 {
 	fake_host_run_until(fh, pred_never, NULL, ms);
+}
+
+/* --------------------------------------------------------------- loading */
+
+const struct vigil_plugin *fake_host_load_plugin(const char *path)
+{
+	const struct vigil_plugin *p;
+	void *so;
+
+	if (!path) {
+		fail_msg("no plugin to load (is VIGIL_TEST_PLUGIN set?)");
+		return NULL;
+	}
+	so = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	if (!so) {
+		fail_msg("dlopen %s: %s", path, dlerror());
+		return NULL;
+	}
+	dlerror();
+	p = dlsym(so, VIGIL_PLUGIN_SYMBOL);
+	if (!p) {
+		fail_msg("dlsym %s in %s: %s", VIGIL_PLUGIN_SYMBOL, path, dlerror());
+		return NULL;
+	}
+	return p; /* never closed: the descriptor must outlive every use */
 }

@@ -35,6 +35,31 @@ struct vigil_ctx *fake_host_ctx(struct fake_host *fh);
 struct loop *fake_host_loop(struct fake_host *fh);
 void fake_host_set_target(struct fake_host *fh, const struct vigil_target *t);
 
+/* dlopen (RTLD_NOW | RTLD_LOCAL) a built plugin and return its descriptor;
+ * fails the test (or the group setup) with dlerror() when it cannot. Usually
+ * fake_host_load_plugin(getenv("VIGIL_TEST_PLUGIN")). Never unloaded. */
+const struct vigil_plugin *fake_host_load_plugin(const char *path);
+
+/* Shared state (vigil_plugin.shared_create): created once per fake host for
+ * each plugin, on its first fake_host_config() or instantiate, with a ctx of
+ * its own; host->shared(ctx) returns it to that plugin's instances;
+ * shared_destroy() runs in fake_host_free() after every instance's destroy().
+ * NULL when p has none (or none yet). */
+void *fake_host_shared(struct fake_host *fh, const struct vigil_plugin *p);
+
+/* More instances in one host: each ctx has its own target and its own
+ * attached / exited / lost records (fake_host_ctx's are what the fake_host_*
+ * accessors below read); the loop, events and shared state are the host's.
+ * Freed with fh. */
+struct vigil_ctx *fake_host_new_ctx(struct fake_host *fh);
+void fake_ctx_set_target(struct vigil_ctx *ctx, const struct vigil_target *t);
+int fake_host_instantiate_ctx(struct fake_host *fh, struct vigil_ctx *ctx,
+			      const struct vigil_plugin *p, const char *const *lines,
+			      void **instance);
+bool fake_ctx_attached(struct vigil_ctx *ctx, pid_t *pid, uint64_t *start_time);
+bool fake_ctx_exited(struct vigil_ctx *ctx, int *code, int *sig, int *core);
+const char *fake_ctx_lost(struct vigil_ctx *ctx);
+
 /* Build a validated config for plugin p from "key = value" lines (NULL-ended),
  * through core/config.c, as the core would. NULL (with the reason printed to
  * stderr and kept in fake_host_last_error) when validation fails. The config
@@ -43,7 +68,8 @@ const struct vigil_config *fake_host_config(struct fake_host *fh, const struct v
 					    const char *const *lines);
 const char *fake_host_last_error(struct fake_host *fh);
 
-/* create() then start() through the descriptor; 0 or -errno; err kept. */
+/* create() then start() through the descriptor, with fake_host_ctx(fh);
+ * 0 or -errno; err kept. */
 int fake_host_instantiate(struct fake_host *fh, const struct vigil_plugin *p,
 			  const char *const *lines, void **instance);
 
@@ -59,6 +85,8 @@ bool fake_host_attached(struct fake_host *fh, pid_t *pid, uint64_t *start_time);
 bool fake_host_exited(struct fake_host *fh, int *code, int *sig, int *core);
 const char *fake_host_lost(struct fake_host *fh); /* why, or NULL */
 unsigned fake_host_settled_count(struct fake_host *fh);
+/* The lines last passed to host->log_tail (by any instance). */
+const struct vigil_bytes *fake_host_log_tail(struct fake_host *fh, size_t *n);
 size_t fake_host_n_deliveries(struct fake_host *fh);
 const struct fake_delivery *fake_host_delivery(struct fake_host *fh, size_t i);
 

@@ -1,7 +1,7 @@
 /* The pid detector, loaded from the built pid.so and driven through the fake
  * host with real processes: children, reparented non-children, pid files and
  * command line matches. Every wait is bounded. */
-#include <dlfcn.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -29,13 +29,14 @@
 
 #define WAIT_MS 5000
 #define MAX_KIDS 8
+#define N_MANY 200
 
 struct t {
-	void *so;
 	const struct vigil_plugin *p;
 	struct fake_host *fh;
 	pid_t kids[MAX_KIDS]; /* killed at teardown */
 	size_t n_kids;
+	int go_many; /* closing it ends the N_MANY orphans; -1 when none */
 	char dir[64];
 	char pidfile[128];
 	char marker[64];
@@ -254,30 +255,116 @@ static bool connector_usable(void)
 	return ok;
 }
 
+/* How many of this process's fds are process-events connector sockets: the
+ * inodes of NETLINK_CONNECTOR sockets (/proc/self/net/netlink) that one of
+ * /proc/self/fd links to. */
+static size_t connector_sockets(void)
+{
+	unsigned long inodes[256];
+	size_t n_inodes = 0, found = 0;
+	char line[512];
+	FILE *f = fopen("/proc/self/net/netlink", "re");
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long ino;
+		int proto;
+		/* sk Eth Pid Groups Rmem Wmem Dump Locks Drops Inode */
+		if (sscanf(line, "%*s %d %*s %*s %*s %*s %*s %*s %*s %lu", &proto, &ino) == 2 &&
+		    proto == NETLINK_CONNECTOR && n_inodes < 256)
+			inodes[n_inodes++] = ino;
+	}
+	fclose(f);
+	DIR *dir = opendir("/proc/self/fd");
+	assert_non_null(dir);
+	struct dirent *de;
+	while ((de = readdir(dir))) {
+		char path[300], target[64];
+		unsigned long ino;
+		snprintf(path, sizeof(path), "/proc/self/fd/%s", de->d_name);
+		ssize_t len = readlink(path, target, sizeof(target) - 1);
+		if (len <= 0)
+			continue;
+		target[len] = '\0';
+		if (sscanf(target, "socket:[%lu]", &ino) != 1)
+			continue;
+		for (size_t i = 0; i < n_inodes; i++)
+			if (inodes[i] == ino)
+				found++;
+	}
+	closedir(dir);
+	return found;
+}
+
+/* N_MANY processes that are not our children, in a new session; process i
+ * exits 10 + i when *go is closed (all at once), or when the test dies. */
+static void spawn_many_orphans(struct t *t, pid_t *pids)
+{
+	int info[2], g[2];
+	assert_int_equal(pipe2(info, O_CLOEXEC), 0);
+	assert_int_equal(pipe2(g, O_CLOEXEC), 0);
+	pid_t mid = fork();
+	assert_true(mid >= 0);
+	if (mid == 0) {
+		close(info[0]);
+		close(g[1]);
+		setsid();
+		for (int i = 0; i < N_MANY; i++) {
+			pid_t pid = fork();
+			if (pid == 0) {
+				char c;
+				close(info[1]);
+				(void)!read(g[0], &c, 1);
+				_exit(10 + i);
+			}
+			if (pid < 0 || write(info[1], &pid, sizeof(pid)) != sizeof(pid))
+				_exit(1);
+		}
+		_exit(0);
+	}
+	close(info[1]);
+	close(g[0]);
+	t->go_many = g[1];
+	for (int i = 0; i < N_MANY; i++)
+		assert_int_equal(read(info[0], &pids[i], sizeof(pids[i])), sizeof(pids[i]));
+	close(info[0]);
+	int status;
+	assert_int_equal(waitpid(mid, &status, 0), mid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+struct ctxs {
+	struct vigil_ctx **v;
+	size_t n;
+};
+
+static bool all_exited(struct fake_host *fh, void *arg)
+{
+	const struct ctxs *c = arg;
+	(void)fh;
+	for (size_t i = 0; i < c->n; i++)
+		if (!fake_ctx_exited(c->v[i], NULL, NULL, NULL))
+			return false;
+	return true;
+}
+
+/* Instantiate the pid detector for `pid` in ctx. */
+static void start_in(struct t *t, struct vigil_ctx *ctx, pid_t pid)
+{
+	char line[32];
+	void *inst;
+	snprintf(line, sizeof(line), "pid = %d", (int)pid);
+	const char *const cfg[] = { line, NULL };
+	assert_int_equal(fake_host_instantiate_ctx(t->fh, ctx, t->p, cfg, &inst), 0);
+	assert_true(fake_ctx_attached(ctx, NULL, NULL));
+}
+
 /* ------------------------------------------------------------- fixtures */
 
 static int group_setup(void **state)
 {
 	static struct t t;
-	const char *path = getenv("VIGIL_TEST_PLUGIN");
-	if (!path) {
-		fprintf(stderr, "VIGIL_TEST_PLUGIN is not set\n");
-		return -1;
-	}
-	t.so = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-	if (!t.so) {
-		fprintf(stderr, "%s\n", dlerror());
-		return -1;
-	}
-	t.p = dlsym(t.so, VIGIL_PLUGIN_SYMBOL);
+	t.p = fake_host_load_plugin(getenv("VIGIL_TEST_PLUGIN"));
 	*state = &t;
-	return t.p ? 0 : -1;
-}
-
-static int group_teardown(void **state)
-{
-	struct t *t = *state;
-	dlclose(t->so);
 	return 0;
 }
 
@@ -287,6 +374,7 @@ static int setup(void **state)
 	struct t *t = *state;
 	t->fh = fake_host_new();
 	t->n_kids = 0;
+	t->go_many = -1;
 	snprintf(t->dir, sizeof(t->dir), "/tmp/vigil-test-pid-XXXXXX");
 	if (!t->fh || !mkdtemp(t->dir))
 		return -1;
@@ -300,6 +388,8 @@ static int teardown(void **state)
 {
 	struct t *t = *state;
 	fake_host_free(t->fh); /* destroys the instance: closes its fds */
+	if (t->go_many >= 0)
+		close(t->go_many); /* the orphans read EOF and exit */
 	for (size_t i = 0; i < t->n_kids; i++) {
 		kill(t->kids[i], SIGKILL);
 		waitpid(t->kids[i], NULL, 0); /* ECHILD at once when not ours */
@@ -535,6 +625,81 @@ static void test_match_ambiguous(void **state)
 	close(go2);
 }
 
+/* Two monitors of two processes that are not ours: one shared state, one
+ * connector socket, and each gets its own exit code through it. */
+static void test_two_orphans_one_socket(void **state)
+{
+	struct t *t = *state;
+	bool usable = connector_usable();
+	int go1, go2;
+	pid_t p1 = spawn_orphan(t, 7, &go1), p2 = spawn_orphan(t, 9, &go2);
+	struct vigil_ctx *c1 = fake_host_ctx(t->fh), *c2 = fake_host_new_ctx(t->fh);
+	const struct vigil_host *host = fake_host_api(t->fh);
+	start_in(t, c1, p1);
+	assert_int_equal(connector_sockets(), usable ? 1 : 0);
+	start_in(t, c2, p2);
+	assert_non_null(host->shared(c1));
+	assert_ptr_equal(host->shared(c1), host->shared(c2));
+	assert_ptr_equal(host->shared(c1), fake_host_shared(t->fh, t->p));
+	assert_int_equal(connector_sockets(), usable ? 1 : 0);
+	say_go(&go2);
+	say_go(&go1);
+	struct vigil_ctx *v[] = { c1, c2 };
+	struct ctxs all = { v, 2 };
+	assert_true(fake_host_run_until(t->fh, all_exited, &all, WAIT_MS));
+	int code1 = -2, code2 = -2, sig1 = -2, sig2 = -2;
+	assert_true(fake_ctx_exited(c1, &code1, &sig1, NULL));
+	assert_true(fake_ctx_exited(c2, &code2, &sig2, NULL));
+	assert_int_equal(sig1, -1);
+	assert_int_equal(sig2, -1);
+	assert_int_equal(code1, usable ? 7 : -1); /* unknown without it, never guessed */
+	assert_int_equal(code2, usable ? 9 : -1);
+	/* Both runs are over: nobody needs process events any more. */
+	assert_int_equal(connector_sockets(), 0);
+}
+
+/* N_MANY processes that are not ours end at once, each with its own code:
+ * every monitor gets the right one. */
+static void test_many_orphans_at_once(void **state)
+{
+	struct t *t = *state;
+	bool usable = connector_usable();
+	static pid_t pids[N_MANY];
+	static struct vigil_ctx *v[N_MANY];
+	spawn_many_orphans(t, pids);
+	for (size_t i = 0; i < N_MANY; i++) {
+		v[i] = i ? fake_host_new_ctx(t->fh) : fake_host_ctx(t->fh);
+		start_in(t, v[i], pids[i]);
+	}
+	assert_int_equal(connector_sockets(), usable ? 1 : 0);
+	close(t->go_many);
+	t->go_many = -1;
+	struct ctxs all = { v, N_MANY };
+	assert_true(fake_host_run_until(t->fh, all_exited, &all, WAIT_MS));
+	for (size_t i = 0; i < N_MANY; i++) {
+		int code = -2, sig = -2;
+		assert_true(fake_ctx_exited(v[i], &code, &sig, NULL));
+		assert_int_equal(sig, -1);
+		assert_int_equal(code, usable ? 10 + (int)i : -1);
+	}
+}
+
+/* create() only allocates (vigil check calls it): no socket until start(). */
+static void test_create_opens_nothing(void **state)
+{
+	struct t *t = *state;
+	char err[256] = "";
+	void *inst = NULL;
+	const char *const cfg_lines[] = { "pid = 1", NULL };
+	const struct vigil_config *cfg = fake_host_config(t->fh, t->p, cfg_lines);
+	assert_non_null(cfg);
+	assert_non_null(fake_host_shared(t->fh, t->p));
+	assert_int_equal(t->p->create(fake_host_api(t->fh), fake_host_ctx(t->fh), cfg, &inst,
+				      err, sizeof(err)), 0);
+	assert_int_equal(connector_sockets(), 0);
+	t->p->destroy(inst);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -550,6 +715,9 @@ int main(void)
 		T(test_pid_file_impostor),
 		T(test_match_none_then_one),
 		T(test_match_ambiguous),
+		T(test_create_opens_nothing),
+		T(test_two_orphans_one_socket),
+		T(test_many_orphans_at_once),
 	};
-	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+	return cmocka_run_group_tests(tests, group_setup, NULL);
 }

@@ -262,6 +262,9 @@ struct vigil_host {
 	/* Detectors following the job's log: its last lines, for finished.log_tail.
 	 * Call it from settle() (and whenever cheap); the core copies them. */
 	void (*log_tail)(struct vigil_ctx *ctx, const struct vigil_bytes *lines, size_t n);
+
+	/* The plugin's shared state (see shared_create), or NULL. */
+	void *(*shared)(struct vigil_ctx *ctx);
 };
 
 /* ---------------------------------------------------------------- descriptor */
@@ -306,6 +309,16 @@ struct vigil_plugin {
 
 	/* VIGIL_PLUGIN_F_* bits. */
 	uint32_t flags;
+
+	/* Optional state shared by every instance of this plugin in one process,
+	 * such as one kernel subscription instead of one per instance. The core
+	 * calls shared_create() once, before the first create(), with a ctx of its
+	 * own (fd watches and timers work; emit and the target do not), and
+	 * shared_destroy() after the last instance is destroyed. Instances reach
+	 * it through host->shared(ctx). NULL: nothing shared. */
+	int (*shared_create)(const struct vigil_host *host, struct vigil_ctx *ctx, void **shared,
+			     char *err, size_t errlen);
+	void (*shared_destroy)(void *shared);
 };
 
 /* Notifiers: deliveries go through the core's durable spool (fsync'd before the

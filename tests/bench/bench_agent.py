@@ -1,0 +1,250 @@
+#!/usr/bin/env python3
+"""One agent, many monitors: RSS, start-up time, idle CPU, and a mass exit.
+
+N real sleeping processes (one process group, children of this harness, so
+the agent watches them as foreign processes) and N monitor files `pid = PID`
+in a conf.d. Measured:
+  start-up   agent start -> "loaded:" logged, and -> N "attached" events
+  RSS        VmRSS (and VmHWM) of the agent once every monitor is attached
+  idle CPU   utime+stime of the agent over IDLE_S seconds, as % of one CPU
+  mass exit  SIGTERM to the whole group at once: "exited" events counted, each
+             checked for a known exit status (signal SIGTERM), the last one's
+             timestamp against the kill
+Baseline, in the same run, on the same PIDs: N `tail --pid=PID -f /dev/null`
+processes: summed VmRSS (and PSS), and when the last of them noticed.
+
+Usage: bench_agent.py --vigil PATH [--n 10000] [--idle 10]
+Run as root (exit statuses of foreign processes come from the kernel's
+process-events connector; the harness raises RLIMIT_NOFILE for the agent).
+Exit status: 0 targets met, 1 targets missed, 2 the benchmark failed.
+"""
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+
+TARGET_RSS_MB = 64
+TARGET_IDLE_CPU = 0.1
+TARGET_LAST_EXIT_S = 2.0
+
+
+def rss_kb(pid, key="VmRSS"):
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def pss_kb(pid):
+    try:
+        with open("/proc/%d/smaps_rollup" % pid) as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def cpu_ticks(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        s = f.read()
+    fields = s[s.rindex(")") + 2:].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def count_lines(path, needle):
+    with open(path, "rb") as f:
+        return f.read().count(needle)
+
+
+def wait_for(fn, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = fn()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise RuntimeError("timed out waiting for " + what)
+
+
+def spawn_sleepers(n):
+    pids, pgid = [], 0
+    for _ in range(n):
+        pid = os.posix_spawn("/bin/sleep", ["sleep", "100000"], os.environ,
+                             setpgroup=pgid)
+        if not pgid:
+            pgid = pid
+        pids.append(pid)
+    return pids, pgid
+
+
+def spawn_tails(pids):
+    tails = []
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for p in pids:
+        tails.append(subprocess.Popen(["tail", "--pid=%d" % p, "-f", "/dev/null"],
+                                      stdin=devnull, stdout=devnull, stderr=devnull))
+    os.close(devnull)
+    return tails
+
+
+def event_time(e):
+    return datetime.fromisoformat(e["time"].replace("Z", "+00:00")).timestamp()
+
+
+def raise_nofile(n):
+    want = min(int(open("/proc/sys/fs/nr_open").read()), max(n * 4 + 1024, 65536))
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard < want:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, want))
+        except (ValueError, OSError):
+            print("warning: cannot raise RLIMIT_NOFILE to %d (hard %d)" % (want, hard))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--vigil", required=True)
+    ap.add_argument("--n", type=int, default=10000)
+    ap.add_argument("--idle", type=float, default=10.0)
+    ap.add_argument("--no-baseline", action="store_true")
+    args = ap.parse_args()
+    n = args.n
+    if os.geteuid() != 0:
+        print("note: not root: exit statuses will be unknown (no connector)")
+    raise_nofile(n)
+    tmp = tempfile.mkdtemp(prefix="vigil-bench-agent-")
+    conf = os.path.join(tmp, "conf.d")
+    os.mkdir(conf)
+    ini = os.path.join(tmp, "vigil.ini")
+    with open(ini, "w") as f:
+        f.write("[agent]\nconf_dir = %s\nstate_dir = %s/state\nspool_dir = %s/spool\n"
+                "[defaults]\nnotify = json\n" % (conf, tmp, tmp))
+    results, agent, tails, pgid = {}, None, [], 0
+    try:
+        t = time.monotonic()
+        pids, pgid = spawn_sleepers(n)
+        print("spawned %d sleepers in %.1f s" % (n, time.monotonic() - t))
+        for i, p in enumerate(pids):
+            with open(os.path.join(conf, "m%05d.ini" % i), "w") as f:
+                f.write("[monitor]\npid = %d\n" % p)
+        if not args.no_baseline:
+            tails = spawn_tails(pids)
+            time.sleep(1)
+            results["tail_rss_mb"] = sum(rss_kb(t.pid) for t in tails) / 1024
+            results["tail_pss_mb"] = sum(pss_kb(t.pid) for t in tails) / 1024
+        out = open(os.path.join(tmp, "events.jsonl"), "wb")
+        err = open(os.path.join(tmp, "agent.log"), "wb")
+        t0 = time.monotonic()
+        agent = subprocess.Popen([args.vigil, "agent", "--config", ini], stdout=out,
+                                 stderr=err, stdin=subprocess.DEVNULL)
+        evpath, logpath = out.name, err.name
+        wait_for(lambda: count_lines(logpath, b"loaded:"), 600, "the first load")
+        results["startup_loaded_s"] = time.monotonic() - t0
+        wait_for(lambda: count_lines(evpath, b'"kind":"attached"') >= n, 600,
+                 "every monitor attached")
+        results["startup_attached_s"] = time.monotonic() - t0
+        results["agent_rss_mb"] = rss_kb(agent.pid) / 1024
+        results["agent_hwm_mb"] = rss_kb(agent.pid, "VmHWM") / 1024
+        results["agent_fds"] = len(os.listdir("/proc/%d/fd" % agent.pid))
+        hz = os.sysconf("SC_CLK_TCK")
+        c0, w0 = cpu_ticks(agent.pid), time.monotonic()
+        time.sleep(args.idle)
+        c1, w1 = cpu_ticks(agent.pid), time.monotonic()
+        results["idle_cpu_pct"] = 100.0 * (c1 - c0) / hz / (w1 - w0)
+
+        kill_wall = time.time()
+        kill_mono = time.monotonic()
+        os.killpg(pgid, signal.SIGTERM)
+        tails_done = None
+        if tails:
+            for t in tails:
+                t.wait(30)
+            tails_done = time.monotonic() - kill_mono
+        for p in pids:
+            os.waitpid(p, 0)
+        try:
+            wait_for(lambda: count_lines(evpath, b'"kind":"exited"') >= n, 120,
+                     "every exit reported")
+        except RuntimeError:
+            pass
+        results["agent_cpu_mass_exit_s"] = (cpu_ticks(agent.pid) - c1) / hz
+        exited = [json.loads(l) for l in open(evpath, "rb")
+                  if b'"kind":"exited"' in l]
+        known = [e for e in exited if e.get("signal") == "SIGTERM"]
+        results["exits_reported"] = len(exited)
+        results["exits_with_status"] = len(known)
+        results["last_exit_s"] = (max(event_time(e) for e in exited) - kill_wall
+                                  if exited else float("nan"))
+        if tails_done is not None:
+            results["tail_last_exit_s"] = tails_done
+        agent.send_signal(signal.SIGTERM)
+        agent.wait(120)
+        results["agent_exit"] = agent.returncode
+        agent = None
+    finally:
+        if agent and agent.poll() is None:
+            agent.kill()
+            agent.wait()
+        if pgid:
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for t in tails:
+            if t.poll() is None:
+                t.kill()
+                t.wait()
+        shutil.rmtree(tmp, True)
+    report(n, results)
+    ok = (results["agent_rss_mb"] <= TARGET_RSS_MB and
+          results["idle_cpu_pct"] <= TARGET_IDLE_CPU and
+          results["exits_with_status"] == n and
+          results["last_exit_s"] <= TARGET_LAST_EXIT_S)
+    return 0 if ok else 1
+
+
+def report(n, r):
+    rows = [
+        ("monitors / processes", "%d" % n, "", "%d tail --pid" % n if "tail_rss_mb" in r else "-"),
+        ("start-up: loaded", "%.2f s" % r["startup_loaded_s"], "", ""),
+        ("start-up: all attached", "%.2f s" % r["startup_attached_s"], "", ""),
+        ("RSS", "%.1f MB (peak %.1f)" % (r["agent_rss_mb"], r["agent_hwm_mb"]),
+         "<= %d MB" % TARGET_RSS_MB,
+         "%.0f MB summed (PSS %.0f MB)" % (r["tail_rss_mb"], r["tail_pss_mb"])
+         if "tail_rss_mb" in r else "-"),
+        ("open fds", "%d" % r["agent_fds"], "", "%d processes" % n),
+        ("idle CPU", "%.3f %%" % r["idle_cpu_pct"], "<= %.1f %%" % TARGET_IDLE_CPU, ""),
+        ("exits reported", "%d / %d" % (r["exits_reported"], n), "100 %", "no status"),
+        ("... with exit status", "%d / %d" % (r["exits_with_status"], n), "100 %", "-"),
+        ("last exit reported after kill", "%.2f s" % r["last_exit_s"],
+         "<= %.1f s" % TARGET_LAST_EXIT_S,
+         "%.2f s" % r["tail_last_exit_s"] if "tail_last_exit_s" in r else "-"),
+        ("agent CPU during mass exit", "%.2f s" % r["agent_cpu_mass_exit_s"], "", ""),
+        ("agent exit status after SIGTERM", "%d" % r["agent_exit"], "0", ""),
+    ]
+    w = max(len(x[0]) for x in rows)
+    print("%-*s  %-26s  %-10s  %s" % (w, "", "vigil agent", "target", "baseline"))
+    for name, v, tgt, base in rows:
+        print("%-*s  %-26s  %-10s  %s" % (w, name, v, tgt, base))
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except RuntimeError as e:
+        print("bench_agent: %s" % e, file=sys.stderr)
+        sys.exit(2)
