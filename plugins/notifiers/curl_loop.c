@@ -333,3 +333,22 @@ void tbuf_add_utf8(struct tbuf *b, const char *s, size_t n, int oneline)
 		}
 	}
 }
+
+int curl_loop_global_init(char *err, size_t errlen)
+{
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		snprintf(err, errlen, "libcurl initialisation failed");
+		return -EIO;
+	}
+	return 0;
+}
+
+int curl_loop_start(struct curl_loop **cl, const struct vigil_host *host, struct vigil_ctx *ctx,
+		    char *err, size_t errlen)
+{
+	if (!*cl && !(*cl = curl_loop_new(host, ctx))) {
+		snprintf(err, errlen, "cannot create a libcurl multi handle");
+		return -ENOMEM;
+	}
+	return 0;
+}

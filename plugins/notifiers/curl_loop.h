@@ -25,6 +25,14 @@ typedef void (*curl_loop_done_cb)(void *data, CURL *easy, CURLcode rc, long http
 /* NULL on allocation failure. Opens fds (curl's wakeup pair): call from start(). */
 struct curl_loop *curl_loop_new(const struct vigil_host *host, struct vigil_ctx *ctx);
 
+/* libcurl's global initialisation, from create(): idempotent, and thread-safe
+ * since libcurl 7.84 (we have no threads anyway). 0 or -EIO with err set. */
+int curl_loop_global_init(char *err, size_t errlen);
+
+/* From start(): create *cl on first use. 0 or -ENOMEM with err set. */
+int curl_loop_start(struct curl_loop **cl, const struct vigil_host *host, struct vigil_ctx *ctx,
+		    char *err, size_t errlen);
+
 /* Start `easy`. On success curl_loop owns it and done() will be called
  * (never before curl_loop_add returns). 0 or -errno: then the caller still
  * owns both easy and data. */

@@ -638,11 +638,10 @@ static int email_create(const struct vigil_host *host, struct vigil_ctx *ctx,
 		return -ENOMEM;
 	e->host = host;
 	e->ctx = ctx;
-	/* Idempotent; thread-safe since libcurl 7.84, and we have no threads. */
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-		snprintf(err, errlen, "libcurl initialisation failed");
+	r = curl_loop_global_init(err, errlen);
+	if (r < 0) {
 		free(e);
-		return -EIO;
+		return r;
 	}
 	r = email_parse(e, cfg, err, errlen);
 	if (r < 0) {
@@ -659,11 +658,7 @@ static int email_start(void *instance, char *err, size_t errlen)
 {
 	struct email *e = instance;
 
-	if (!e->cl && !(e->cl = curl_loop_new(e->host, e->ctx))) {
-		snprintf(err, errlen, "cannot create a libcurl multi handle");
-		return -ENOMEM;
-	}
-	return 0;
+	return curl_loop_start(&e->cl, e->host, e->ctx, err, errlen);
 }
 
 VIGIL_PLUGIN(.kind = VIGIL_PLUGIN_NOTIFIER, .name = "email",

@@ -755,11 +755,10 @@ static int webhook_create(const struct vigil_host *host, struct vigil_ctx *ctx,
 		return -ENOMEM;
 	w->host = host;
 	w->ctx = ctx;
-	/* Idempotent; thread-safe since libcurl 7.84, and we have no threads. */
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-		snprintf(err, errlen, "libcurl initialisation failed");
+	r = curl_loop_global_init(err, errlen);
+	if (r < 0) {
 		free(w);
-		return -EIO;
+		return r;
 	}
 	r = webhook_parse(w, cfg, err, errlen);
 	if (r < 0) {
@@ -776,11 +775,7 @@ static int webhook_start(void *instance, char *err, size_t errlen)
 {
 	struct webhook *w = instance;
 
-	if (!w->cl && !(w->cl = curl_loop_new(w->host, w->ctx))) {
-		snprintf(err, errlen, "cannot create a libcurl multi handle");
-		return -ENOMEM;
-	}
-	return 0;
+	return curl_loop_start(&w->cl, w->host, w->ctx, err, errlen);
 }
 
 VIGIL_PLUGIN(.kind = VIGIL_PLUGIN_NOTIFIER, .name = "webhook",
