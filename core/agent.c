@@ -247,12 +247,13 @@ static void agent_paths(struct agent *a, const struct agent_config *ac)
 		snprintf(dir, sizeof(dir), ".");
 	snprintf(buf, sizeof(buf), "%s/conf.d", dir);
 	set_path(&a->conf_dir, a->conf_dir_arg ? a->conf_dir_arg : ac->conf_dir, buf);
-	set_path(&a->state_dir, ac->state_dir ? ac->state_dir : cli_globals.state_dir,
+	/* A command-line folder wins over vigil.ini, which wins over the default. */
+	set_path(&a->state_dir, cli_globals.state_dir ? cli_globals.state_dir : ac->state_dir,
 		 state_default_dir(buf, sizeof(buf)));
 	default_spool(buf, sizeof(buf));
 	set_path(&a->spool_dir, ac->spool_dir, buf);
-	set_path(&a->plugin_dir, ac->plugin_dir,
-		 plugin_default_dir(cli_globals.plugin_dir, buf, sizeof(buf)));
+	set_path(&a->plugin_dir, cli_globals.plugin_dir ? cli_globals.plugin_dir : ac->plugin_dir,
+		 plugin_default_dir(NULL, buf, sizeof(buf)));
 }
 
 static bool notifier_known(struct agent *a, const char *text, const char *name, bool *changed)
@@ -474,7 +475,7 @@ static bool in_set(struct entry **v, size_t n, const struct entry *en)
 
 /* Stop what goes away (removed, or replaced by a changed version), then start
  * what is new. */
-static void apply_next(struct agent *a, struct entry **next, size_t n_next,
+static void apply_next(struct agent *a, bool first, struct entry **next, size_t n_next,
 		       struct reload_stats *st, struct buf *out)
 {
 	for (size_t i = 0; i < a->n; i++) {
@@ -500,7 +501,9 @@ static void apply_next(struct agent *a, struct entry **next, size_t n_next,
 			continue;
 		}
 		buf_printf(out, "started %s (%s)\n", monitor_name(en->m), en->file);
-		log_msg(LOG_LVL_INFO, monitor_name(en->m), "started (%s)", en->file);
+		/* Thousands of monitors at start: one summary line, details in debug. */
+		log_msg(first ? LOG_LVL_DEBUG : LOG_LVL_INFO, monitor_name(en->m), "started (%s)",
+			en->file);
 		entry_start(a, en);
 	}
 	free(a->v);
@@ -551,7 +554,7 @@ static void agent_reload(struct agent *a, bool first, struct buf *out)
 	}
 	next = build_next(a, &n_next, &st, &d);
 	if (next)
-		apply_next(a, next, n_next, &st, &changes);
+		apply_next(a, first, next, n_next, &st, &changes);
 	for (size_t i = 0; i < d.n; i++)
 		log_msg(LOG_LVL_ERR, NULL, "%s", d.lines[i]);
 	log_info("%s: %zu added, %zu changed, %zu removed, %zu unchanged, %zu broken",

@@ -112,6 +112,8 @@ int cli_watch(int argc, char **argv)
 	if (rc == 0 && job.status_job && state_dir)
 		monitor_set_status_record(s.m, state_dir, job.status_job);
 	if (rc == 0)
+		monitor_set_single_run(s.m);
+	if (rc == 0)
 		rc = session_run(&s, isatty(STDERR_FILENO));
 	session_close(&s);
 out:

@@ -310,6 +310,7 @@ static void control_accept(struct loop *loop, int fd, uint32_t revents, void *da
 
 	(void)revents;
 	while ((cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
+		len = sizeof(cred);
 		for (slot = 0; slot < CONTROL_MAX_CLIENTS && ctl->clients[slot]; slot++)
 			;
 		if (slot == CONTROL_MAX_CLIENTS ||

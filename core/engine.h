@@ -141,6 +141,8 @@ uint64_t monitor_run_number(const struct monitor *m);
 int monitor_stop(struct monitor *m, bool force);
 /* vigil watch NAME: the job's supervisor records its exit status in the state
  * folder; take it from there when the kernel will not tell us. */
+/* vigil watch: end after one run even when the target is a pid_file or match. */
+void monitor_set_single_run(struct monitor *m);
 void monitor_set_status_record(struct monitor *m, const char *dir, const char *name);
 
 /* Host entry points, called from host.c. */

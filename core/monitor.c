@@ -119,10 +119,40 @@ void monitor_save_state(struct monitor *m)
 		 m->mc->command ? m->mc->command : m->cmdline ? m->cmdline : "");
 	snprintf(r.last_event, sizeof(r.last_event), "%s", m->last_event);
 	snprintf(r.reason, sizeof(r.reason), "%s", m->reason ? m->reason : "");
+	m->state_dirty = false;
 	if (state_write(dir, &r) != 0 && !m->state_warned) {
 		m->state_warned = true;
 		log_msg(LOG_LVL_WARN, m->name, "cannot record the run in %s", dir);
 	}
+}
+
+static int64_t state_flush(struct loop *loop, int64_t id, void *data)
+{
+	struct monitor *m = data;
+
+	(void)loop;
+	(void)id;
+	m->state_timer = 0;
+	if (m->state_dirty)
+		monitor_save_state(m);
+	return LOOP_TIMER_DONE;
+}
+
+/* The run record is a file rewrite: do it at once when the run changes state,
+ * and at most once a second for the rest (a chatty log must not cost a rename
+ * per line). */
+static void monitor_note_state(struct monitor *m, const char *kind)
+{
+	if (!engine_state_dir(m->engine))
+		return;
+	m->state_dirty = true;
+	if (strcmp(kind, VIGIL_EV_ATTACHED) == 0 || strcmp(kind, VIGIL_EV_EXITED) == 0 ||
+	    strcmp(kind, VIGIL_EV_FINISHED) == 0) {
+		monitor_save_state(m);
+		return;
+	}
+	if (m->state_timer <= 0)
+		m->state_timer = loop_add_timer(engine_loop(m->engine), 1000, state_flush, m, NULL);
 }
 
 /* Every event goes through here: encode once, hand to notifiers and detectors. */
@@ -166,7 +196,7 @@ void monitor_record(struct monitor *m, const char *detector, const struct vigil_
 	if (h->after_record)
 		h->after_record(h->data, m, &rec);
 	buf_free(&b);
-	monitor_save_state(m);
+	monitor_note_state(m, ev->kind);
 }
 
 /* Detectors' events: note the facts the outcome depends on, then record. */

@@ -36,6 +36,7 @@ void detector_free(struct detector *d)
 	ctx_release(&d->ctx);
 	free(d->section);
 	free(d->file_path);
+	free(d->config_path);
 	free(d);
 }
 
@@ -65,6 +66,9 @@ static struct detector *detector_new(struct monitor *m, const char *file,
 	}
 	det->monitor = m;
 	det->section = strdup(s->name);
+	for (size_t i = 0; i < n_vals; i++)
+		if (strcmp(vals[i].key, "path") == 0 && vals[i].text)
+			det->config_path = strdup(vals[i].text);
 	det->plugin = p;
 	det->ctx.monitor = m;
 	det->ctx.detector = det;
@@ -235,6 +239,8 @@ void monitor_free(struct monitor *m)
 	if (!m)
 		return;
 	loop = engine_loop(m->engine);
+	if (m->state_dirty)
+		monitor_save_state(m);
 	for (size_t i = 0; i < m->n_dets; i++)
 		detector_free(m->dets[i]);
 	free(m->dets);
@@ -242,7 +248,8 @@ void monitor_free(struct monitor *m)
 	free(m->notify_filters);
 	success_expr_free(m->expr);
 	int64_t *timers[] = {&m->timeout_timer, &m->expected_timer, &m->kill_timer,
-			     &m->settle_timer, &m->retry_timer, &m->status_timer};
+			     &m->settle_timer, &m->retry_timer, &m->status_timer,
+			     &m->state_timer};
 	for (size_t i = 0; i < sizeof(timers) / sizeof(timers[0]); i++)
 		if (*timers[i] > 0)
 			loop_del_timer(loop, *timers[i]);

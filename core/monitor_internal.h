@@ -19,6 +19,7 @@ struct detector {
 	bool file_seen;
 	char *file_path;
 	int64_t file_size;
+	char *config_path; /* its `path` option, to name a missing file */
 	bool settling;
 };
 
@@ -62,6 +63,9 @@ struct monitor {
 	char *log_path;
 	bool state_warned;
 	bool lost; /* the target could not be found */
+	bool single_run; /* vigil watch: one run, even of a pid_file or match target */
+	bool state_dirty;
+	int64_t state_timer; /* run records are rewritten at most once a second */
 	char *status_dir, *status_name; /* a vigil run job's record: exit status source */
 	int64_t status_timer, status_wait_start;
 };

@@ -224,6 +224,8 @@ static int64_t status_record_poll(struct loop *loop, int64_t id, void *data)
 	return 20;
 }
 
+void monitor_set_single_run(struct monitor *m) { m->single_run = true; }
+
 void monitor_set_status_record(struct monitor *m, const char *dir, const char *name)
 {
 	free(m->status_dir);
@@ -419,6 +421,8 @@ static char *reason_text(struct monitor *m)
 		if (d->file_seen) {
 			human_size(d->file_size, tmp, sizeof(tmp));
 			buf_printf(&b, ", %s present (%s)", d->file_path ? d->file_path : "file", tmp);
+		} else if (d->config_path) {
+			buf_printf(&b, ", %s missing", d->config_path);
 		} else {
 			buf_printf(&b, ", expected file missing (%s)", d->section);
 		}
@@ -496,7 +500,7 @@ static void after_run(struct monitor *m, enum outcome o)
 		m->retry_timer = loop_add_timer(engine_loop(m->engine), delay, retry_fired, m, NULL);
 		return;
 	}
-	if (m->mc->pid_file || m->mc->match) {
+	if ((m->mc->pid_file || m->mc->match) && !m->single_run) {
 		m->state = RUN_WAITING;
 		monitor_save_state(m);
 		return;

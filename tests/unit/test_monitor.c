@@ -550,7 +550,7 @@ static void test_file_missing(void **state)
 	l = wait_kind(fx, "finished");
 	assert_field(l, "outcome", "\"failed\"");
 	assert_field_has(l, "reason", "exit 0");
-	assert_field_has(l, "reason", "expected file missing");
+	assert_field_has(l, "reason", "never.json missing");
 	assert_kinds(fx, "attached exited finished");
 }
 
@@ -645,7 +645,7 @@ static void test_success_expression_fails(void **state)
 	child_go(fx, pid, '0');
 	l = wait_kind(fx, "finished");
 	assert_field(l, "outcome", "\"failed\"");
-	assert_field_has(l, "reason", "expected file missing");
+	assert_field_has(l, "reason", "none.txt missing");
 }
 
 /* ------------------------------------------------------------- commands */
