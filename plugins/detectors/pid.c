@@ -1100,7 +1100,7 @@ static int64_t pid_on_poll(void *data)
 static int pid_match_start(struct pid_det *d, char *err, size_t errlen)
 {
 	/* Without the connector's exec events nothing says a process appeared. */
-	if (!pid_cn_on(d)) {
+	if (!pid_cn_on(d) || !d->in_matchers) {
 		int64_t id = d->host->add_timer(d->ctx, PID_POLL_MS, pid_on_poll, d);
 		if (id < 0) {
 			snprintf(err, errlen, "timer: %s", strerror((int)-id));

@@ -4,7 +4,6 @@
 
 #include <dlfcn.h>
 #include <errno.h>
-#include <setjmp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,8 +13,6 @@
 #include "config.h" /* not the generated config.h of the build root */
 #include "diag.h"
 #include "loop.h"
-
-#include <cmocka.h>
 
 /* What the pid detector tells one instance's host: its target and its run. */
 struct fh_run {
@@ -513,8 +510,9 @@ void fake_host_set_target(struct fake_host *fh, const struct vigil_target *t)
 /* As core/engine.c: only a descriptor whose size covers both fields has them. */
 static bool fh_has_shared(const struct vigil_plugin *p)
 {
-	return p->size >= offsetof(struct vigil_plugin, shared_destroy) + sizeof(p->shared_destroy) &&
-	       p->shared_create && p->shared_destroy;
+	size_t end = offsetof(struct vigil_plugin, shared_destroy) + sizeof(p->shared_destroy);
+
+	return p->size >= end && p->shared_create && p->shared_destroy;
 }
 
 void *fake_host_shared(struct fake_host *fh, const struct vigil_plugin *p)
@@ -808,25 +806,29 @@ void fake_host_run_for(struct fake_host *fh, int ms)
 
 /* --------------------------------------------------------------- loading */
 
+/* Dies loudly: a plugin that cannot even be loaded makes every test moot,
+ * and cmocka may swallow a failure raised outside a test. */
+__attribute__((noreturn)) static void fh_load_failed(const char *what, const char *path,
+						    const char *why)
+{
+	fprintf(stderr, "fake_host: %s %s: %s\n", what, path ? path : "(null)",
+		why ? why : "unknown error");
+	abort();
+}
+
 const struct vigil_plugin *fake_host_load_plugin(const char *path)
 {
 	const struct vigil_plugin *p;
 	void *so;
 
-	if (!path) {
-		fail_msg("no plugin to load (is VIGIL_TEST_PLUGIN set?)");
-		return NULL;
-	}
+	if (!path)
+		fh_load_failed("no plugin to load:", "VIGIL_TEST_PLUGIN", "not set");
 	so = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-	if (!so) {
-		fail_msg("dlopen %s: %s", path, dlerror());
-		return NULL;
-	}
+	if (!so)
+		fh_load_failed("dlopen", path, dlerror());
 	dlerror();
 	p = dlsym(so, VIGIL_PLUGIN_SYMBOL);
-	if (!p) {
-		fail_msg("dlsym %s in %s: %s", VIGIL_PLUGIN_SYMBOL, path, dlerror());
-		return NULL;
-	}
+	if (!p)
+		fh_load_failed("dlsym " VIGIL_PLUGIN_SYMBOL " in", path, dlerror());
 	return p; /* never closed: the descriptor must outlive every use */
 }

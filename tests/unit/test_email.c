@@ -5,7 +5,6 @@
  * well-formed, no header injected through a hostile monitor name, the
  * non-ASCII subject decoded back, the log tail in the body with invalid
  * UTF-8 replaced; 550 is permanent, 451 and a refused connection retry. */
-#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -31,7 +30,6 @@
 #define EVENT_ID "0190f3a5c2e87d3b9a4c5e6f708192a3"
 
 static const struct vigil_plugin *plugin;
-static void *plugin_handle;
 
 struct fixture {
 	struct fake_host *fh;
@@ -338,7 +336,6 @@ static void test_refused_retry(void **state)
 
 int main(void)
 {
-	const char *path = getenv("VIGIL_TEST_PLUGIN");
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_descriptor),
 		cmocka_unit_test_setup_teardown(test_bad_options, setup, teardown),
@@ -348,23 +345,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_451_retry, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_refused_retry, setup, teardown),
 	};
-	int rc;
 
-	if (!path) {
-		fprintf(stderr, "VIGIL_TEST_PLUGIN is not set\n");
-		return 1;
-	}
-	plugin_handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-	if (!plugin_handle) {
-		fprintf(stderr, "%s\n", dlerror());
-		return 1;
-	}
-	plugin = dlsym(plugin_handle, VIGIL_PLUGIN_SYMBOL);
-	if (!plugin) {
-		fprintf(stderr, "%s\n", dlerror());
-		return 1;
-	}
-	rc = cmocka_run_group_tests(tests, NULL, NULL);
-	dlclose(plugin_handle);
-	return rc;
+	plugin = fake_host_load_plugin(getenv("VIGIL_TEST_PLUGIN"));
+	return cmocka_run_group_tests(tests, NULL, NULL);
 }

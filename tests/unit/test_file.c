@@ -3,7 +3,6 @@
  * temporary folder and real writer processes. Every wait is bounded only so
  * that a bug fails instead of hanging; "nothing yet" checks rely on the
  * plugin's own timers, which cannot fire before their delay has passed. */
-#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -29,7 +28,6 @@
 
 struct fx {
 	char dir[PATH_MAX];
-	void *so;
 	const struct vigil_plugin *p;
 	struct fake_host *fh;
 	void *inst;
@@ -121,19 +119,13 @@ static void assert_file_event(const struct fake_event *e, const char *path, int6
 static int setup(void **state)
 {
 	struct fx *x = calloc(1, sizeof(*x));
-	const char *so = getenv("VIGIL_TEST_PLUGIN");
 
-	if (!x || !so)
+	if (!x)
 		return -1;
 	snprintf(x->dir, sizeof(x->dir), "/tmp/vigil-test-file-XXXXXX");
 	if (!mkdtemp(x->dir))
 		return -1;
-	x->so = dlopen(so, RTLD_NOW | RTLD_LOCAL);
-	if (!x->so) {
-		fprintf(stderr, "%s\n", dlerror());
-		return -1;
-	}
-	x->p = dlsym(x->so, VIGIL_PLUGIN_SYMBOL);
+	x->p = fake_host_load_plugin(getenv("VIGIL_TEST_PLUGIN"));
 	x->fh = fake_host_new();
 	if (!x->p || !x->fh)
 		return -1;
@@ -158,7 +150,6 @@ static int teardown(void **state)
 		waitpid(x->child, NULL, 0);
 	}
 	fake_host_free(x->fh); /* destroys the instance */
-	dlclose(x->so);
 	nftw(x->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 	free(x);
 	return 0;

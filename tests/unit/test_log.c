@@ -1,7 +1,6 @@
 /* The log detector, driven through its descriptor by the fake host, on real
  * files in a temporary folder written by the test as a job would. */
 #include <dirent.h>
-#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -21,7 +20,6 @@
 #define WAIT_MS 10000
 
 struct t {
-	void *so;
 	const struct vigil_plugin *p;
 	struct fake_host *fh;
 	char dir[64];
@@ -32,15 +30,9 @@ struct t {
 static int t_setup(void **state)
 {
 	struct t *t = calloc(1, sizeof(*t));
-	const char *so = getenv("VIGIL_TEST_PLUGIN");
 
 	assert_non_null(t);
-	assert_non_null(so);
-	t->so = dlopen(so, RTLD_NOW | RTLD_LOCAL);
-	if (!t->so)
-		fail_msg("dlopen: %s", dlerror());
-	t->p = dlsym(t->so, VIGIL_PLUGIN_SYMBOL);
-	assert_non_null(t->p);
+	t->p = fake_host_load_plugin(getenv("VIGIL_TEST_PLUGIN"));
 	t->fh = fake_host_new();
 	strcpy(t->dir, "/tmp/vigil-test-log-XXXXXX");
 	assert_non_null(mkdtemp(t->dir));
@@ -75,7 +67,6 @@ static int t_teardown(void **state)
 
 	fake_host_free(t->fh); /* destroys the instances */
 	rm_rf(t->dir);
-	dlclose(t->so);
 	free(t);
 	return 0;
 }

@@ -14,7 +14,6 @@
 
 #include <cmocka.h>
 
-#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
@@ -637,30 +636,14 @@ static void test_good_options(void **state)
 static int group_setup(void **state)
 {
 	const char *so = getenv("VIGIL_TEST_PLUGIN");
-	void *h;
 
-	if (!so) {
-		fprintf(stderr, "VIGIL_TEST_PLUGIN is not set\n");
-		return -1;
-	}
-	h = dlopen(so, RTLD_NOW | RTLD_LOCAL);
-	if (!h) {
-		fprintf(stderr, "%s\n", dlerror());
-		return -1;
-	}
-	plugin = dlsym(h, VIGIL_PLUGIN_SYMBOL);
-	*state = h;
-	if (!plugin || plugin->abi_version != VIGIL_PLUGIN_ABI_VERSION ||
+	(void)state;
+	plugin = fake_host_load_plugin(so);
+	if (plugin->abi_version != VIGIL_PLUGIN_ABI_VERSION ||
 	    strcmp(plugin->name, "pressure") != 0) {
 		fprintf(stderr, "%s: not the pressure plugin\n", so);
 		return -1;
 	}
-	return 0;
-}
-
-static int group_teardown(void **state)
-{
-	dlclose(*state);
 	return 0;
 }
 
@@ -678,5 +661,5 @@ int main(void)
 		cmocka_unit_test(test_good_options),
 	};
 
-	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+	return cmocka_run_group_tests(tests, group_setup, NULL);
 }

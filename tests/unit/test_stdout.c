@@ -2,7 +2,6 @@
  * and driven through its descriptor and the fake host: exact text and JSON
  * lines on a pipe, a socket and a regular file, order and delivery reports
  * through a full pipe, and permanent failures when the reader is gone. */
-#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -27,7 +26,6 @@
 #define T_MS 1795678927123 /* 2026-11-26T07:42:07.123Z */
 
 static const struct vigil_plugin *plugin;
-static void *plugin_handle;
 
 struct fixture {
 	struct fake_host *fh;
@@ -447,7 +445,6 @@ static void test_bad_options(void **state)
 
 int main(void)
 {
-	const char *path = getenv("VIGIL_TEST_PLUGIN");
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_descriptor),
 		cmocka_unit_test_setup_teardown(test_text_line, setup_pipe, teardown),
@@ -463,28 +460,12 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_bad_options, setup_pipe, teardown),
 	};
-	int rc;
 
-	if (!path) {
-		fprintf(stderr, "VIGIL_TEST_PLUGIN is not set\n");
-		return 1;
-	}
-	plugin_handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-	if (!plugin_handle) {
-		fprintf(stderr, "%s\n", dlerror());
-		return 1;
-	}
-	plugin = dlsym(plugin_handle, VIGIL_PLUGIN_SYMBOL);
-	if (!plugin) {
-		fprintf(stderr, "%s\n", dlerror());
-		return 1;
-	}
+	plugin = fake_host_load_plugin(getenv("VIGIL_TEST_PLUGIN"));
 	/* The core ignores SIGPIPE; so must we, to see EPIPE. */
 	signal(SIGPIPE, SIG_IGN);
 	/* Text lines use local time: make it UTC so the expected lines hold. */
 	setenv("TZ", "UTC", 1);
 	tzset();
-	rc = cmocka_run_group_tests(tests, NULL, NULL);
-	dlclose(plugin_handle);
-	return rc;
+	return cmocka_run_group_tests(tests, NULL, NULL);
 }

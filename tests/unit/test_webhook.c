@@ -5,7 +5,6 @@
  * the mapping of 5xx, 429 + Retry-After, 4xx, hangs and dropped connections
  * to delivery results. What the receiver saw is checked by small Python
  * scripts over its JSON-lines log (independent JSON and HMAC code). */
-#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -30,7 +29,6 @@
 #define WAIT_MS 30000
 
 static const struct vigil_plugin *plugin;
-static void *plugin_handle;
 
 struct fixture {
 	struct fake_host *fh;
@@ -443,7 +441,6 @@ static void test_alertmanager(void **state)
 
 int main(void)
 {
-	const char *path = getenv("VIGIL_TEST_PLUGIN");
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_descriptor),
 		cmocka_unit_test_setup_teardown(test_bad_options, setup, teardown),
@@ -459,23 +456,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_ntfy, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_alertmanager, setup, teardown),
 	};
-	int rc;
 
-	if (!path) {
-		fprintf(stderr, "VIGIL_TEST_PLUGIN is not set\n");
-		return 1;
-	}
-	plugin_handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-	if (!plugin_handle) {
-		fprintf(stderr, "%s\n", dlerror());
-		return 1;
-	}
-	plugin = dlsym(plugin_handle, VIGIL_PLUGIN_SYMBOL);
-	if (!plugin) {
-		fprintf(stderr, "%s\n", dlerror());
-		return 1;
-	}
-	rc = cmocka_run_group_tests(tests, NULL, NULL);
-	dlclose(plugin_handle);
-	return rc;
+	plugin = fake_host_load_plugin(getenv("VIGIL_TEST_PLUGIN"));
+	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,381 @@
+/* The spool and the delivery queue over it: files written before the first
+ * attempt, removed on delivery, dead-lettered, replayed in order by the next
+ * owner, never adopted while their writer lives; typed fields survive. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "engine.h"
+#include "event_json.h"
+#include "event_json_decode.h"
+#include "spool.h"
+
+/* ------------------------------------------------------------ helpers */
+
+static char root[256];
+
+static int rm_cb(const char *p, const struct stat *st, int flag, struct FTW *f)
+{
+	(void)st, (void)flag, (void)f;
+	return remove(p);
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	snprintf(root, sizeof(root), "/tmp/vigil-test-spool-XXXXXX");
+	assert_non_null(mkdtemp(root));
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	nftw(root, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+	return 0;
+}
+
+static size_t count_dir(const char *sub)
+{
+	char path[512];
+	DIR *d;
+	struct dirent *de;
+	size_t n = 0;
+
+	snprintf(path, sizeof(path), "%s/%s", root, sub);
+	d = opendir(path);
+	if (!d)
+		return 0;
+	while ((de = readdir(d)))
+		n += de->d_name[0] != '.' && strcmp(de->d_name, "dead") != 0;
+	closedir(d);
+	return n;
+}
+
+/* A record with every field type, encoded by the real encoder. */
+struct made {
+	char id[EVENT_ID_LEN];
+	struct buf json;
+	struct vigil_field f[6];
+	struct vigil_bytes list[2];
+	struct vigil_event ev;
+	struct vigil_record rec;
+};
+
+static void make(struct made *m, const char *kind, const char *outcome)
+{
+	struct event_envelope env = {0};
+
+	memset(m, 0, sizeof(*m));
+	event_new_id(m->id);
+	m->list[0] = (struct vigil_bytes){"a\nb", 3};
+	m->list[1] = (struct vigil_bytes){"\xff", 1};
+	m->f[0] = (struct vigil_field){.name = "exit_code", .type = VIGIL_FIELD_INT, .u.i = -3};
+	m->f[1] = (struct vigil_field){.name = "value", .type = VIGIL_FIELD_DOUBLE, .u.d = 50.0};
+	m->f[2] = (struct vigil_field){.name = "core_dumped", .type = VIGIL_FIELD_BOOL, .u.b = 1};
+	m->f[3] = (struct vigil_field){.name = "signal", .type = VIGIL_FIELD_NULL};
+	m->f[4] = (struct vigil_field){.name = "outcome", .type = VIGIL_FIELD_STRING,
+				       .u.s = {outcome, strlen(outcome)}};
+	m->f[5] = (struct vigil_field){.name = "log_tail", .type = VIGIL_FIELD_STRINGS,
+				       .u.list = {m->list, 2}};
+	m->ev = (struct vigil_event){.kind = kind, .message = "hello \"world\"", .fields = m->f,
+				     .n_fields = 6};
+	env = (struct event_envelope){.id = m->id, .time_ms = (int64_t)time(NULL) * 1000 + 123,
+				      .host = "h1",
+				      .monitor = "export", .run = 7, .detector = "log app",
+				      .pid = 42};
+	buf_init(&m->json);
+	assert_int_equal(event_json_encode(&m->json, &env, &m->ev), 0);
+	m->rec = (struct vigil_record){.id = m->id, .monitor = "export", .run = 7,
+				       .detector = "log app", .time_ms = env.time_ms, .host = "h1",
+				       .pid = 42, .event = &m->ev, .json = m->json.p,
+				       .json_len = m->json.len};
+}
+
+/* -------------------------------------------------------- spool tests */
+
+static void test_decode_keeps_types(void **state)
+{
+	struct made m;
+	struct buf b;
+	struct stored_record *r;
+	char *host, err[200], *nl;
+
+	(void)state;
+	make(&m, "finished", "failed");
+	buf_init(&b);
+	assert_int_equal(spool_encode(&b, &m.rec), 0);
+	nl = strchr(b.p, '\n');
+	assert_non_null(nl);
+	assert_string_equal(nl + 1, "idbnsS\n");
+	b.p[b.len - 1] = '\0';
+	assert_int_equal(event_json_decode(b.p, (size_t)(nl - b.p), nl + 1, &r, &host, err,
+					   sizeof(err)), 0);
+	assert_string_equal(r->rec.id, m.id);
+	assert_string_equal(r->rec.host, "h1");
+	assert_string_equal(r->rec.monitor, "export");
+	assert_string_equal(r->rec.detector, "log app");
+	assert_int_equal(r->rec.run, 7);
+	assert_int_equal(r->rec.pid, 42);
+	assert_int_equal(r->rec.time_ms, m.rec.time_ms);
+	assert_string_equal(r->ev.message, "hello \"world\"");
+	assert_int_equal(r->rec.json_len, m.json.len);
+	assert_memory_equal(r->rec.json, m.json.p, m.json.len);
+	assert_int_equal(r->ev.n_fields, 6);
+	assert_int_equal(r->fields[0].type, VIGIL_FIELD_INT);
+	assert_int_equal(r->fields[0].u.i, -3);
+	assert_int_equal(r->fields[1].type, VIGIL_FIELD_DOUBLE); /* "50" in JSON */
+	assert_true(r->fields[1].u.d == 50.0);
+	assert_int_equal(r->fields[2].type, VIGIL_FIELD_BOOL);
+	assert_int_equal(r->fields[3].type, VIGIL_FIELD_NULL);
+	assert_int_equal(r->fields[5].type, VIGIL_FIELD_STRINGS);
+	assert_int_equal(r->fields[5].u.list.n, 2);
+	assert_memory_equal(r->fields[5].u.list.v[0].ptr, "a\nb", 3);
+	assert_string_equal(r->fields[5].u.list.v[1].ptr, "\xef\xbf\xbd"); /* U+FFFD */
+	record_free(r);
+	free(host);
+	/* A type that does not match the value is refused, not guessed. */
+	assert_int_equal(event_json_decode(b.p, (size_t)(nl - b.p), "sdbnsS", &r, &host, err,
+					   sizeof(err)), -EINVAL);
+	assert_int_equal(event_json_decode("{\"v\":2}", 7, "", &r, &host, err, sizeof(err)),
+			 -EINVAL);
+	buf_free(&b);
+	buf_free(&m.json);
+}
+
+static void test_folder_name_hides_url(void **state)
+{
+	char a[SPOOL_NAME_MAX], b[SPOOL_NAME_MAX];
+
+	(void)state;
+	spool_folder_name("webhook", "webhook:https://user:pw@x.example/h?token=s3cret", false, a,
+			  sizeof(a));
+	assert_null(strstr(a, "s3cret"));
+	assert_null(strstr(a, "example"));
+	assert_int_equal(strncmp(a, "webhook-", 8), 0);
+	spool_folder_name("webhook", "webhook:https://user:pw@x.example/h?token=other", false, b,
+			  sizeof(b));
+	assert_string_not_equal(a, b);
+	spool_folder_name("email", "oncall", true, a, sizeof(a));
+	assert_string_equal(a, "oncall");
+	spool_folder_name("email", "../evil", true, a, sizeof(a));
+	assert_null(strchr(a, '/'));
+}
+
+static void test_write_adopt_bury(void **state)
+{
+	struct spool *s1, *s2;
+	struct spool_item it[3];
+	struct made m[3];
+	char err[200], **names;
+	size_t n;
+
+	(void)state;
+	assert_int_equal(spool_open(root, "hook", &s1, err, sizeof(err)), 0);
+	assert_true(spool_is_owner(s1));
+	for (int i = 0; i < 3; i++) {
+		make(&m[i], "match", "x");
+		it[i] = (struct spool_item){.rec = &m[i].rec};
+	}
+	assert_int_equal(spool_write(s1, it, 3), 0);
+	assert_int_equal(count_dir("hook"), 3);
+	assert_true(strcmp(it[0].name, it[1].name) < 0 && strcmp(it[1].name, it[2].name) < 0);
+	/* A second process: not the owner, and s1's files are not orphans. */
+	assert_int_equal(spool_open(root, "hook", &s2, err, sizeof(err)), 0);
+	assert_false(spool_is_owner(s2));
+	assert_false(spool_try_own(s2));
+	assert_int_equal(spool_remove(s1, it[1].name), 0);
+	spool_close(s1);
+	/* s1 is gone: s2 takes over and adopts what it left, in order. */
+	assert_true(spool_try_own(s2));
+	assert_int_equal(spool_adopt(s2, &names, &n), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(strncmp(names[0], m[0].id, 32), 0);
+	assert_int_equal(strncmp(names[1], m[2].id, 32), 0);
+	struct stored_record *r;
+	char *host;
+	assert_int_equal(spool_load(s2, names[1], &r, &host, err, sizeof(err)), 0);
+	assert_string_equal(r->rec.id, m[2].id);
+	record_free(r);
+	free(host);
+	assert_int_equal(spool_bury(s2, names[0]), 0);
+	assert_int_equal(count_dir("hook"), 1);
+	assert_int_equal(count_dir("hook/dead"), 1);
+	spool_names_free(names, n);
+	spool_close(s2);
+	for (int i = 0; i < 3; i++)
+		buf_free(&m[i].json);
+}
+
+/* --------------------------------------------------------- on filter */
+
+static void test_on_filter(void **state)
+{
+	uint32_t bits;
+	char err[300];
+	struct made a, b;
+
+	(void)state;
+	assert_int_equal(notify_parse_on("timeout, failed", &bits, err, sizeof(err)), 0);
+	make(&a, "finished", "failed");
+	make(&b, "finished", "succeeded");
+	assert_true(notify_on_wants(bits, &a.ev));
+	assert_false(notify_on_wants(bits, &b.ev));
+	a.ev.kind = "timeout";
+	assert_true(notify_on_wants(bits, &a.ev));
+	a.ev.kind = "match";
+	assert_false(notify_on_wants(bits, &a.ev));
+	assert_true(notify_on_wants(0, &a.ev));
+	assert_int_equal(notify_parse_on("finished, bogus", &bits, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "bogus"));
+	buf_free(&a.json);
+	buf_free(&b.json);
+}
+
+/* ------------------------------------------- the queue over the spool */
+
+struct mock {
+	uint64_t tokens[64];
+	char ids[64][EVENT_ID_LEN];
+	size_t n;
+};
+
+static int mock_create(const struct vigil_host *h, struct vigil_ctx *ctx,
+		       const struct vigil_config *cfg, void **inst, char *err, size_t errlen)
+{
+	(void)h, (void)ctx, (void)cfg, (void)err, (void)errlen;
+	*inst = calloc(1, sizeof(struct mock));
+	return *inst ? 0 : -ENOMEM;
+}
+
+static int mock_notify(void *inst, uint64_t token, const struct vigil_record *rec)
+{
+	struct mock *m = inst;
+
+	if (m->n < 64) {
+		m->tokens[m->n] = token;
+		snprintf(m->ids[m->n++], EVENT_ID_LEN, "%s", rec->id);
+	}
+	return 0;
+}
+
+static void mock_destroy(void *inst) { free(inst); }
+
+static const struct vigil_plugin mock_plugin = {
+	.abi_version = VIGIL_PLUGIN_ABI_VERSION, .size = sizeof(struct vigil_plugin),
+	.kind = VIGIL_PLUGIN_NOTIFIER, .name = "mock", .create = mock_create,
+	.notify = mock_notify, .destroy = mock_destroy, .flags = VIGIL_PLUGIN_F_SPOOLED,
+};
+
+struct rig {
+	struct loop *loop;
+	struct plugin_set ps;
+	struct engine *e;
+	struct notifier *n;
+};
+
+static void rig_close(struct rig *r)
+{
+	notifier_free(r->n);
+	engine_free(r->e);
+	plugin_set_free(&r->ps);
+	loop_free(r->loop);
+}
+
+/* The mock is the instance notifier_new made; the record the plugin got is
+ * the only window onto it, so capture it on the first notify. */
+static struct mock *last_mock;
+static int capture_notify(void *inst, uint64_t token, const struct vigil_record *rec)
+{
+	last_mock = inst;
+	return mock_notify(inst, token, rec);
+}
+
+static void test_queue_spools_before_first_attempt(void **state)
+{
+	struct vigil_plugin p = mock_plugin;
+	struct vigil_config cfg = {.file = "t", .section = "notifier t"};
+	struct notify_opts o = {.max_age_ms = NOTIFY_MAX_AGE_DEFAULT_MS, .parallel = 2,
+				.spool_root = root};
+	struct made m[4];
+	struct rig r = {0};
+	char err[200];
+
+	(void)state;
+	p.notify = capture_notify;
+	snprintf(o.spool_name, sizeof(o.spool_name), "t");
+	r.loop = loop_new();
+	plugin_set_init(&r.ps, "/nonexistent");
+	r.e = engine_new(r.loop, &r.ps, NULL);
+	r.n = notifier_new(r.e, "t", &p, &cfg, err, sizeof(err));
+	assert_int_equal(notifier_configure(r.n, &o, err, sizeof(err)), 0);
+	last_mock = NULL;
+	make(&m[0], "match", "x");
+	make(&m[1], "match", "x");
+	make(&m[2], "finished", "failed");
+	make(&m[3], "match", "x");
+	for (int i = 0; i < 4; i++)
+		notifier_submit(r.n, &m[i].rec);
+	/* Nothing attempted before the spool holds it. */
+	assert_null(last_mock);
+	assert_int_equal(count_dir("t"), 0);
+	loop_run_once(r.loop, 1000);
+	assert_int_equal(count_dir("t"), 4);
+	assert_non_null(last_mock);
+	/* parallel = 2: two in flight, in order. */
+	assert_int_equal(last_mock->n, 2);
+	assert_string_equal(last_mock->ids[0], m[0].id);
+	assert_string_equal(last_mock->ids[1], m[1].id);
+	notifier_delivered(r.n, last_mock->tokens[1], VIGIL_DELIVERED, "200", -1);
+	assert_int_equal(count_dir("t"), 3);
+	/* `finished` is a barrier: not while m[0] is in flight. */
+	assert_int_equal(last_mock->n, 2);
+	notifier_delivered(r.n, last_mock->tokens[0], VIGIL_DELIVERED, "200", -1);
+	assert_int_equal(last_mock->n, 3);
+	assert_string_equal(last_mock->ids[2], m[2].id);
+	/* ... and nothing starts while it is in flight. */
+	assert_int_equal(notifier_pending(r.n), 2);
+	notifier_delivered(r.n, last_mock->tokens[2], VIGIL_PERMANENT, "400 bad", -1);
+	assert_int_equal(count_dir("t/dead"), 1);
+	assert_int_equal(notifier_dead(r.n), 1);
+	assert_int_equal(last_mock->n, 4);
+	assert_string_equal(last_mock->ids[3], m[3].id);
+	/* Killed with m[3] in flight: the next process replays it. */
+	notifier_free(r.n);
+	last_mock = NULL;
+	r.n = notifier_new(r.e, "t", &p, &cfg, err, sizeof(err));
+	assert_int_equal(notifier_configure(r.n, &o, err, sizeof(err)), 0);
+	assert_non_null(last_mock);
+	assert_int_equal(last_mock->n, 1);
+	assert_string_equal(last_mock->ids[0], m[3].id);
+	notifier_delivered(r.n, last_mock->tokens[0], VIGIL_DELIVERED, "200", -1);
+	assert_int_equal(count_dir("t"), 0);
+	assert_int_equal(notifier_pending(r.n), 0);
+	rig_close(&r);
+	for (int i = 0; i < 4; i++)
+		buf_free(&m[i].json);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_decode_keeps_types),
+		cmocka_unit_test(test_folder_name_hides_url),
+		cmocka_unit_test_setup_teardown(test_write_adopt_bury, setup, teardown),
+		cmocka_unit_test(test_on_filter),
+		cmocka_unit_test_setup_teardown(test_queue_spools_before_first_attempt, setup,
+						teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
