@@ -235,8 +235,10 @@ const char *cli_log_dir(char *buf, size_t len)
 {
 	const char *xdg = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
 
-	if (cli_globals.state_dir)
-		snprintf(buf, len, "%s/logs", cli_globals.state_dir);
+	const char *state = cli_globals.state_dir ? cli_globals.state_dir : getenv("VIGIL_STATE_DIR");
+
+	if (state && *state)
+		snprintf(buf, len, "%s/logs", state);
 	else if (geteuid() == 0)
 		snprintf(buf, len, "/var/lib/vigil/logs");
 	else if (xdg && *xdg)

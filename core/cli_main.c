@@ -36,9 +36,48 @@ static const struct subcommand commands[] = {
 	{"agent", cli_agent}, {"reload", cli_reload},
 };
 
+/* --state-dir and --plugin-dir work with every subcommand: take them out
+ * before it parses its own flags (never past "--": that is the job's argv). */
+static int take_globals(int argc, char **argv)
+{
+	int w = 1;
+
+	for (int i = 1; i < argc; i++) {
+		const char **slot = NULL;
+		const char *a = argv[i];
+
+		if (strcmp(a, "--") == 0) {
+			while (i < argc)
+				argv[w++] = argv[i++];
+			break;
+		}
+		if (strncmp(a, "--state-dir", 11) == 0 && (a[11] == '=' || a[11] == '\0'))
+			slot = &cli_globals.state_dir;
+		else if (strncmp(a, "--plugin-dir", 12) == 0 && (a[12] == '=' || a[12] == '\0'))
+			slot = &cli_globals.plugin_dir;
+		if (!slot) {
+			argv[w++] = argv[i];
+			continue;
+		}
+		if (strchr(a, '='))
+			*slot = strchr(a, '=') + 1;
+		else if (i + 1 < argc)
+			*slot = argv[++i];
+		else
+			return -1;
+	}
+	argv[w] = NULL;
+	return w;
+}
+
 int cli_main(int argc, char **argv)
 {
 	log_init("vigil", LOG_LVL_INFO);
+	argc = take_globals(argc, argv);
+	if (argc < 0) {
+		fprintf(stderr, "vigil: --state-dir and --plugin-dir need a folder\n");
+		return EXIT_USAGE;
+	}
 	if (argc < 2) {
 		fputs(usage, stderr);
 		return EXIT_USAGE;

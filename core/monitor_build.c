@@ -224,9 +224,10 @@ int monitor_start(struct monitor *m, char *err, size_t errlen)
 			return -EINVAL;
 	}
 	m->started = true;
-	monitor_save_state(m);
+	/* A command is recorded once it runs: a failed start leaves no record. */
 	if (m->mc->command)
 		return monitor_spawn(m, err, errlen);
+	monitor_save_state(m);
 	if (m->pid_det && m->pid_det->plugin->start)
 		return m->pid_det->plugin->start(m->pid_det->instance, err, errlen) ? -EINVAL : 0;
 	return 0;

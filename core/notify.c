@@ -12,7 +12,8 @@
  * everything older was delivered, and nothing starts while they are in
  * flight. After a retryable failure the notifier pauses (exponential backoff
  * with jitter, or the receiver's Retry-After) and resumes from the oldest
- * undelivered notification. Past max_age, or refused for good, a
+ * undelivered notification, alone, until one gets through: so a failure
+ * reorders at most what was in flight with it. Past max_age, or refused for good, a
  * notification moves to the dead-letter folder, with a log line. */
 #include <errno.h>
 #include <stddef.h>
@@ -63,6 +64,7 @@ struct notifier {
 	unsigned parallel;
 	struct spool *spool;
 	bool spool_full_logged, failing;
+	bool probing; /* after a failure: one at a time until one gets through */
 	unsigned failures;
 };
 
@@ -223,7 +225,8 @@ static void start_one(struct notifier *n, struct pending *p)
 /* The next notification that may start now, or NULL. */
 static struct pending *next_startable(struct notifier *n)
 {
-	if (n->backoff_timer > 0 || n->barrier_in_flight || n->n_in_flight >= n->parallel)
+	if (n->backoff_timer > 0 || n->barrier_in_flight ||
+	    n->n_in_flight >= (n->probing ? 1u : n->parallel))
 		return NULL;
 	for (struct pending *p = n->head; p; p = p->next) {
 		if (!p->committed)
@@ -377,6 +380,7 @@ static void delivered_ok(struct notifier *n, struct pending *p)
 {
 	if (p->file && n->spool)
 		spool_remove(n->spool, p->file);
+	n->probing = false;
 	if (n->failing) {
 		n->failing = false;
 		log_msg(LOG_LVL_INFO, n->ctx.label, "delivering again (after %u failed attempt(s))",
@@ -403,6 +407,7 @@ static void delivery_failed(struct notifier *n, struct pending *p, const char *d
 			"retrying in %lld ms", p->rec->id, p->attempts, detail ? detail : "",
 			(long long)ms);
 	n->failing = true;
+	n->probing = true;
 	if (n->backoff_timer <= 0)
 		n->backoff_timer = loop_add_timer(engine_loop(n->engine), ms, backoff_fired, n,
 						  NULL);

@@ -484,7 +484,29 @@ class VigilTestCase(unittest.TestCase):
             last["r"] = self.status_json(name, **kw)
             return last["r"] if last["r"]["state"] == "finished" else None
         try:
-            return wait_until(done, timeout, 0.1, "job %s to finish" % name)
+            rec = wait_until(done, timeout, 0.1, "job %s to finish" % name)
         except AssertionError:
             raise AssertionError("job %s not finished after %ss: %r" % (name, timeout, last.get("r")))
+        self.assertSupervisorClean(name, rec, kw.get("env"))
+        return rec
+
+    def assertSupervisorClean(self, name, rec, env=None):
+        """vigil run's supervisor writes its own stderr to LOG.vigil: once it has
+        exited, no crash or sanitizer report (leaks show at exit) may be there."""
+        state = (env or self.env).get("VIGIL_STATE_DIR", self.state)
+        owner = 0
+        try:
+            with open(os.path.join(state, name + ".run")) as f:
+                for line in f:
+                    if line.startswith("owner_pid="):
+                        owner = int(line.split("=", 1)[1])
+        except OSError:
+            pass
+        if owner > 0:
+            wait_until(lambda: not proc_alive(owner), TIMEOUT, what="the supervisor to exit")
+        try:
+            with open(rec["log"] + ".vigil", errors="replace") as f:
+                self.assertNoCrash(f.read())
+        except FileNotFoundError:
+            pass
 
