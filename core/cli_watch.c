@@ -76,12 +76,26 @@ static void default_name_and_notify(struct cli_job *job)
 	else if (!has_notify)
 		raw_section_set(s, "notify", "stdout", 0);
 	if (!has_name && !job->config_file) {
-		for (size_t i = 0; i < s->n_kv; i++)
+		for (size_t i = 0; i < s->n_kv; i++) {
+			const char *v = s->kv[i].value, *base = strrchr(v, '/');
+
 			if (strcmp(s->kv[i].key, "pid") == 0) {
-				snprintf(name, sizeof(name), "pid-%s", s->kv[i].value);
+				snprintf(name, sizeof(name), "pid-%s", v);
 				raw_section_set(s, "name", name, 0);
 				return;
 			}
+			if (strcmp(s->kv[i].key, "pid_file") == 0) {
+				/* /run/export.pid -> export */
+				snprintf(name, sizeof(name), "%s", base ? base + 1 : v);
+				name[strcspn(name, ".")] = '\0';
+				if (name[0] && strspn(name, "abcdefghijklmnopqrstuvwxyz"
+						      "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-@") ==
+						       strlen(name)) {
+					raw_section_set(s, "name", name, 0);
+					return;
+				}
+			}
+		}
 		raw_section_set(s, "name", "watch", 0);
 	}
 }
