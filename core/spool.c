@@ -422,7 +422,8 @@ int spool_adopt(struct spool *s, char ***names, size_t *n)
 	closedir(d);
 	if (*n)
 		fsync(s->dirfd);
-	qsort(v, *n, sizeof(*v), cmp_names);
+	if (*n)
+		qsort(v, *n, sizeof(*v), cmp_names);
 	*names = v;
 	return 0;
 }
@@ -522,7 +523,8 @@ int spool_count_all(const char *root, spool_count_cb cb, void *data)
 		if ((v[n] = strdup(de->d_name)))
 			n++;
 	}
-	qsort(v, n, sizeof(*v), cmp_names);
+	if (n)
+		qsort(v, n, sizeof(*v), cmp_names);
 	for (size_t i = 0; i < n; i++) {
 		int sub = openat(dirfd(d), v[i], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 

@@ -664,4 +664,4 @@ static int email_start(void *instance, char *err, size_t errlen)
 VIGIL_PLUGIN(.kind = VIGIL_PLUGIN_NOTIFIER, .name = "email",
 	     .summary = "send events as e-mail over SMTP, SMTPS or STARTTLS",
 	     .options = email_options, .create = email_create, .start = email_start,
-	     .notify = email_notify, .destroy = email_destroy);
+	     .notify = email_notify, .destroy = email_destroy, .flags = VIGIL_PLUGIN_F_SPOOLED);

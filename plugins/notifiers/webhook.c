@@ -781,4 +781,4 @@ static int webhook_start(void *instance, char *err, size_t errlen)
 VIGIL_PLUGIN(.kind = VIGIL_PLUGIN_NOTIFIER, .name = "webhook",
 	     .summary = "POST events as JSON, Slack, ntfy or Alertmanager alerts over HTTP(S)",
 	     .options = webhook_options, .create = webhook_create, .start = webhook_start,
-	     .notify = webhook_notify, .destroy = webhook_destroy);
+	     .notify = webhook_notify, .destroy = webhook_destroy, .flags = VIGIL_PLUGIN_F_SPOOLED);

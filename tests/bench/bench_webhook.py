@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -55,6 +56,12 @@ class Receiver:
 
             def log_message(self, *a):
                 pass
+
+            def setup(self):
+                # Answer at once: without this, Nagle's algorithm on the answer's
+                # second write meets the client's delayed ACK (40 ms a request).
+                BaseHTTPRequestHandler.setup(self)
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
             def do_POST(self):
                 n = int(self.headers.get("Content-Length") or 0)

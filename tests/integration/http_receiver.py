@@ -73,6 +73,9 @@ class State:
 
 
 class Handler(BaseHTTPRequestHandler):
+    # Answers go out in two writes (headers, body): without TCP_NODELAY each
+    # request waits for the peer's delayed ACK (~40 ms).
+    disable_nagle_algorithm = True
     protocol_version = "HTTP/1.1"
     server_version = "vigil-test-receiver/1"
 
