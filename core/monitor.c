@@ -146,8 +146,9 @@ static void monitor_note_state(struct monitor *m, const char *kind)
 	if (!engine_state_dir(m->engine))
 		return;
 	m->state_dirty = true;
-	if (strcmp(kind, VIGIL_EV_ATTACHED) == 0 || strcmp(kind, VIGIL_EV_EXITED) == 0 ||
-	    strcmp(kind, VIGIL_EV_FINISHED) == 0) {
+	/* Not on `exited`: `finished` follows at once, and a rename in between is
+	 * latency on the path everyone waits for. */
+	if (strcmp(kind, VIGIL_EV_ATTACHED) == 0 || strcmp(kind, VIGIL_EV_FINISHED) == 0) {
 		monitor_save_state(m);
 		return;
 	}

@@ -8,9 +8,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR=${BUILD_DIR:-build}
 # Build deps, then what the integration tests run: aiosmtpd (SMTP receiver),
-# logrotate (rotation), setpriv and unshare (util-linux, always there).
+# logrotate (rotation), setpriv and unshare (util-linux, always there), and for the
+# package test dpkg-buildpackage, dh, scdoc (man pages), systemd-analyze.
 DEPS=(meson ninja-build gcc pkg-config libinih-dev libcurl4-openssl-dev libssl-dev
-	libpcre2-dev libcmocka-dev libjson-c-dev python3 python3-aiosmtpd logrotate)
+	libpcre2-dev libcmocka-dev libjson-c-dev python3 python3-aiosmtpd logrotate
+	dpkg-dev debhelper scdoc systemd)
 
 install_missing() {
 	local missing=() p sudo=()

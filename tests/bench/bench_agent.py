@@ -20,6 +20,7 @@ Exit status: 0 targets met, 1 targets missed, 2 the benchmark failed.
 """
 
 import argparse
+import ctypes
 import json
 import os
 import resource
@@ -28,6 +29,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import datetime
 
@@ -58,6 +60,22 @@ def pss_kb(pid):
     return 0
 
 
+def forks_total():
+    """Processes created on the machine since boot (/proc/stat): each fork, exec
+    and exit is a process-events connector message the agent wakes up for."""
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith("processes "):
+                return int(line.split()[1])
+    return 0
+
+
+def cpu_ns(pid):
+    """Time on a CPU in ns (schedstat: finer than the 10 ms of utime/stime)."""
+    with open("/proc/%d/schedstat" % pid) as f:
+        return int(f.read().split()[0])
+
+
 def cpu_ticks(pid):
     with open("/proc/%d/stat" % pid) as f:
         s = f.read()
@@ -80,25 +98,41 @@ def wait_for(fn, timeout, what):
     raise RuntimeError("timed out waiting for " + what)
 
 
+def shell_spawn(n, cmd):
+    """N background copies of cmd ({i}: the index) started by one shell that
+    exits at once: in one new process group, reparented to us (the subreaper),
+    never the agent's children. Returns their PIDs."""
+    script = "\n".join("%s </dev/null >/dev/null 2>&1 &\necho $!" % cmd.format(i=i)
+                       for i in range(n))
+    r = subprocess.run(["/bin/sh", "-s"], input=script + "\n", stdout=subprocess.PIPE,
+                       text=True, start_new_session=True, check=True, timeout=1800)
+    return [int(x) for x in r.stdout.split()]
+
+
 def spawn_sleepers(n):
-    pids, pgid = [], 0
-    for _ in range(n):
-        pid = os.posix_spawn("/bin/sleep", ["sleep", "100000"], os.environ,
-                             setpgroup=pgid)
-        if not pgid:
-            pgid = pid
-        pids.append(pid)
-    return pids, pgid
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: orphans come to us
+    pids = shell_spawn(n, "exec sleep 100000")
+    return pids, os.getpgid(pids[0])
 
 
 def spawn_tails(pids):
-    tails = []
-    devnull = os.open(os.devnull, os.O_RDWR)
+    """The baseline: one `tail --pid=PID -f /dev/null` per watched PID."""
+    script = "\n".join("tail --pid=%d -f /dev/null </dev/null >/dev/null 2>&1 &\necho $!"
+                       % p for p in pids)
+    r = subprocess.run(["/bin/sh", "-s"], input=script + "\n", stdout=subprocess.PIPE,
+                       text=True, start_new_session=True, check=True, timeout=1800)
+    return [int(x) for x in r.stdout.split()]
+
+
+def reap(pids):
+    """Wait for each PID (ours as subreaper); returns when the last one ended."""
     for p in pids:
-        tails.append(subprocess.Popen(["tail", "--pid=%d" % p, "-f", "/dev/null"],
-                                      stdin=devnull, stdout=devnull, stderr=devnull))
-    os.close(devnull)
-    return tails
+        try:
+            os.waitpid(p, 0)
+        except ChildProcessError:
+            pass
+    return time.monotonic()
 
 
 def event_time(e):
@@ -137,15 +171,16 @@ def main():
     try:
         t = time.monotonic()
         pids, pgid = spawn_sleepers(n)
-        print("spawned %d sleepers in %.1f s" % (n, time.monotonic() - t))
+        print("spawned %d sleepers in %.1f s" % (n, time.monotonic() - t), flush=True)
         for i, p in enumerate(pids):
             with open(os.path.join(conf, "m%05d.ini" % i), "w") as f:
                 f.write("[monitor]\npid = %d\n" % p)
         if not args.no_baseline:
+            t = time.monotonic()
             tails = spawn_tails(pids)
-            time.sleep(1)
-            results["tail_rss_mb"] = sum(rss_kb(t.pid) for t in tails) / 1024
-            results["tail_pss_mb"] = sum(pss_kb(t.pid) for t in tails) / 1024
+            print("spawned %d tails in %.1f s" % (n, time.monotonic() - t), flush=True)
+            results["tail_rss_mb"] = sum(rss_kb(t) for t in tails) / 1024
+            results["tail_pss_mb"] = sum(pss_kb(t) for t in tails) / 1024
         out = open(os.path.join(tmp, "events.jsonl"), "wb")
         err = open(os.path.join(tmp, "agent.log"), "wb")
         t0 = time.monotonic()
@@ -161,21 +196,22 @@ def main():
         results["agent_hwm_mb"] = rss_kb(agent.pid, "VmHWM") / 1024
         results["agent_fds"] = len(os.listdir("/proc/%d/fd" % agent.pid))
         hz = os.sysconf("SC_CLK_TCK")
-        c0, w0 = cpu_ticks(agent.pid), time.monotonic()
+        c0, w0, f0 = cpu_ns(agent.pid), time.monotonic(), forks_total()
         time.sleep(args.idle)
-        c1, w1 = cpu_ticks(agent.pid), time.monotonic()
-        results["idle_cpu_pct"] = 100.0 * (c1 - c0) / hz / (w1 - w0)
+        c1, w1, f1 = cpu_ns(agent.pid), time.monotonic(), forks_total()
+        results["idle_forks_per_s"] = (f1 - f0) / (w1 - w0)
+        results["idle_cpu_pct"] = 100.0 * (c1 - c0) / 1e9 / (w1 - w0)
+        c1 = cpu_ticks(agent.pid)
 
         kill_wall = time.time()
         kill_mono = time.monotonic()
         os.killpg(pgid, signal.SIGTERM)
+        reaper = threading.Thread(target=reap, args=(pids,))
+        reaper.start()
         tails_done = None
         if tails:
-            for t in tails:
-                t.wait(30)
-            tails_done = time.monotonic() - kill_mono
-        for p in pids:
-            os.waitpid(p, 0)
+            tails_done = reap(tails) - kill_mono
+        reaper.join(120)
         try:
             wait_for(lambda: count_lines(evpath, b'"kind":"exited"') >= n, 120,
                      "every exit reported")
@@ -205,9 +241,11 @@ def main():
             except ProcessLookupError:
                 pass
         for t in tails:
-            if t.poll() is None:
-                t.kill()
-                t.wait()
+            try:
+                os.kill(t, signal.SIGKILL)
+                os.waitpid(t, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
         shutil.rmtree(tmp, True)
     report(n, results)
     ok = (results["agent_rss_mb"] <= TARGET_RSS_MB and
@@ -227,7 +265,8 @@ def report(n, r):
          "%.0f MB summed (PSS %.0f MB)" % (r["tail_rss_mb"], r["tail_pss_mb"])
          if "tail_rss_mb" in r else "-"),
         ("open fds", "%d" % r["agent_fds"], "", "%d processes" % n),
-        ("idle CPU", "%.3f %%" % r["idle_cpu_pct"], "<= %.1f %%" % TARGET_IDLE_CPU, ""),
+        ("idle CPU", "%.3f %%" % r["idle_cpu_pct"], "<= %.1f %%" % TARGET_IDLE_CPU,
+         "(machine: %.0f new processes/s)" % r["idle_forks_per_s"]),
         ("exits reported", "%d / %d" % (r["exits_reported"], n), "100 %", "no status"),
         ("... with exit status", "%d / %d" % (r["exits_with_status"], n), "100 %", "-"),
         ("last exit reported after kill", "%.2f s" % r["last_exit_s"],
@@ -242,7 +281,12 @@ def report(n, r):
         print("%-*s  %-26s  %-10s  %s" % (w, name, v, tgt, base))
 
 
+def on_term(signo, frame):
+    raise RuntimeError("interrupted by signal %d" % signo)
+
+
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, on_term)
     try:
         sys.exit(main())
     except RuntimeError as e:
