@@ -7,7 +7,14 @@
  *
  * The connector is one socket for every instance in the process (the plugin's
  * shared state): each exit on the machine is read once and handed, through a
- * pid -> instances table, to the instances watching that pid. */
+ * pid -> instances table, to the instances watching that pid.
+ *
+ * The connector sends every fork, exec, exit... of the machine. Two filters
+ * keep an idle monitor asleep: the kernel's own (Linux 6.6: the subscription
+ * names the events wanted) and, everywhere, a classic BPF socket filter that
+ * passes only acks, exits of the watched processes and, while a match target
+ * waits, execs. Our own children need no connector at all: waitid() tells. */
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -29,6 +36,7 @@
 
 #include <linux/cn_proc.h>
 #include <linux/connector.h>
+#include <linux/filter.h>
 #include <linux/netlink.h>
 
 #define PCRE2_CODE_UNIT_WIDTH 8
@@ -67,6 +75,20 @@
 #define PID_EXEC_BATCH_MS 50
 /* More execs than this in one period: every waiting match target rescans. */
 #define PID_EXEC_MAX 4096
+/* Up to this many watched processes, the socket filter compares each exit's
+ * PID with theirs; above, every exit passes and the pid table decides. */
+#define PID_BPF_MAX_PIDS 64
+
+/* The subscription that names the events wanted (Linux 6.6, struct
+ * proc_input), spelled out so that older headers build it too; older kernels
+ * ignore it, and the socket filter alone does the job there. */
+struct pid_cn_input {
+	uint32_t mcast_op;
+	uint32_t event_type;
+};
+#ifdef PROC_EVENT_ALL
+_Static_assert(sizeof(struct proc_input) == sizeof(struct pid_cn_input), "proc_input layout");
+#endif
 
 enum pid_mode { PID_BY_PID, PID_BY_FILE, PID_BY_MATCH };
 enum pid_via { VIA_AUTO, VIA_WAITID, VIA_CONNECTOR, VIA_NONE };
@@ -95,6 +117,8 @@ struct pid_shared {
 	bool lost_told;   /* an overflow was logged */
 	uint32_t cn_seq;
 	size_t users;     /* started instances relying on the socket */
+	bool k_set, k_exec;     /* the kernel was told which events; execs too */
+	bool bpf_all, bpf_exec; /* the socket filter passes every exit; execs */
 	char *rbuf;       /* PID_CN_BATCH * PID_CN_MSG_MAX, while open */
 
 	/* pid -> instances: open addressing, linear probing, load <= 1/2. */
@@ -490,24 +514,161 @@ static int pid_cn_drain(struct pid_shared *s)
 	}
 }
 
-static int pid_cn_send_listen(struct pid_shared *s)
+/* A subscription message (the operation, alone or with the events wanted). */
+static int pid_cn_send(struct pid_shared *s, const void *data, size_t len)
 {
-	_Alignas(struct nlmsghdr) char buf[NLMSG_SPACE(sizeof(struct cn_msg) + sizeof(uint32_t))];
+	_Alignas(struct nlmsghdr) char buf[NLMSG_SPACE(sizeof(struct cn_msg) +
+						       sizeof(struct pid_cn_input))];
 	memset(buf, 0, sizeof(buf));
 	struct nlmsghdr *nh = (void *)buf;
-	nh->nlmsg_len = NLMSG_LENGTH(sizeof(struct cn_msg) + sizeof(uint32_t));
+	nh->nlmsg_len = NLMSG_LENGTH(sizeof(struct cn_msg) + len);
 	nh->nlmsg_type = NLMSG_DONE;
 	struct cn_msg *cn = NLMSG_DATA(nh);
 	cn->id.idx = CN_IDX_PROC;
 	cn->id.val = CN_VAL_PROC;
 	cn->seq = s->cn_seq;
-	cn->len = sizeof(uint32_t);
+	cn->len = (uint16_t)len;
+	memcpy(cn->data, data, len);
+	return send(s->cn_fd, buf, nh->nlmsg_len, 0) < 0 ? -errno : 0;
+}
+
+static int pid_cn_send_listen(struct pid_shared *s)
+{
 	uint32_t op = PROC_CN_MCAST_LISTEN;
-	memcpy(cn->data, &op, sizeof(op));
-	if (send(s->cn_fd, buf, nh->nlmsg_len, 0) < 0)
-		return -errno;
+	int r = pid_cn_send(s, &op, sizeof(op));
 	/* The kernel answers synchronously; an EPERM comes back in the ack. */
-	return pid_cn_drain(s);
+	return r < 0 ? r : pid_cn_drain(s);
+}
+
+/* Kernel-side filtering (Linux 6.6): only exits, and execs when asked. The
+ * kernel sends no ack for it (its own filter drops the ack), and an older one
+ * ignores the message: either way nothing to wait for. */
+static void pid_cn_kernel_events(struct pid_shared *s, bool exec)
+{
+	struct pid_cn_input in = {
+		.mcast_op = PROC_CN_MCAST_LISTEN,
+		.event_type = (uint32_t)PROC_EVENT_EXIT | (exec ? (uint32_t)PROC_EVENT_EXEC : 0),
+	};
+	if (pid_cn_send(s, &in, sizeof(in)) == 0) {
+		s->k_set = true;
+		s->k_exec = exec;
+	}
+}
+
+/* ----------------------------------------------------------- socket filter */
+
+/* Byte offsets in a datagram: nlmsghdr, cn_msg, then the proc_event. */
+#define PID_BPF_CN(field) (NLMSG_HDRLEN + offsetof(struct cn_msg, field))
+#define PID_BPF_EV(field)                                                                 \
+	(NLMSG_HDRLEN + offsetof(struct cn_msg, data) + offsetof(struct proc_event, field))
+/* Jump targets while building, resolved by pid_bpf_finish(). */
+#define PID_BPF_ACCEPT 0xfe
+#define PID_BPF_DROP 0xff
+
+struct pid_bpf {
+	struct sock_filter insn[PID_BPF_MAX_PIDS + 16];
+	unsigned short n;
+};
+
+static void pid_bpf_emit(struct pid_bpf *b, uint16_t code, uint8_t jt, uint8_t jf, uint32_t k)
+{
+	b->insn[b->n++] = (struct sock_filter){ .code = code, .jt = jt, .jf = jf, .k = k };
+}
+
+static void pid_bpf_load(struct pid_bpf *b, size_t off)
+{
+	pid_bpf_emit(b, BPF_LD | BPF_W | BPF_ABS, 0, 0, (uint32_t)off);
+}
+
+/* Classic BPF loads packet words big-endian (ntohl of what the kernel wrote
+ * in host order): compare with htonl() of the value. */
+static void pid_bpf_eq(struct pid_bpf *b, uint32_t value, uint8_t jt, uint8_t jf)
+{
+	pid_bpf_emit(b, BPF_JMP | BPF_JEQ | BPF_K, jt, jf, htonl(value));
+}
+
+/* Append the two returns and point the markers at them. */
+static void pid_bpf_finish(struct pid_bpf *b)
+{
+	unsigned drop = b->n, accept = b->n + 1u;
+	for (unsigned i = 0; i < b->n; i++) {
+		struct sock_filter *f = &b->insn[i];
+		if (BPF_CLASS(f->code) != BPF_JMP)
+			continue;
+		if (f->jt >= PID_BPF_ACCEPT)
+			f->jt = (uint8_t)((f->jt == PID_BPF_ACCEPT ? accept : drop) - i - 1);
+		if (f->jf >= PID_BPF_ACCEPT)
+			f->jf = (uint8_t)((f->jf == PID_BPF_ACCEPT ? accept : drop) - i - 1);
+	}
+	pid_bpf_emit(b, BPF_RET | BPF_K, 0, 0, 0);
+	pid_bpf_emit(b, BPF_RET | BPF_K, 0, 0, 0xffffffffu);
+}
+
+/* Pass acks, execs when wanted, and exits: all of them, or only those of the
+ * watched processes (the table, plus `extra`, being attached). */
+static void pid_bpf_build(struct pid_bpf *b, const struct pid_shared *s, pid_t extra, bool exec,
+			  bool all)
+{
+	b->n = 0;
+	pid_bpf_load(b, PID_BPF_CN(id.idx));
+	pid_bpf_eq(b, CN_IDX_PROC, 0, PID_BPF_DROP);
+	pid_bpf_load(b, PID_BPF_CN(id.val));
+	pid_bpf_eq(b, CN_VAL_PROC, 0, PID_BPF_DROP);
+	pid_bpf_load(b, PID_BPF_EV(what));
+	pid_bpf_eq(b, PROC_EVENT_NONE, PID_BPF_ACCEPT, 0);
+	pid_bpf_eq(b, PROC_EVENT_EXEC, exec ? PID_BPF_ACCEPT : PID_BPF_DROP, 0);
+	pid_bpf_eq(b, (uint32_t)PROC_EVENT_EXIT, all ? PID_BPF_ACCEPT : 0, PID_BPF_DROP);
+	if (!all) {
+		pid_bpf_load(b, PID_BPF_EV(event_data.exit.process_tgid));
+		if (extra)
+			pid_bpf_eq(b, (uint32_t)extra, PID_BPF_ACCEPT, 0);
+		for (size_t i = 0; i < s->cap; i++)
+			if (s->slots[i].pid && s->slots[i].pid != extra)
+				pid_bpf_eq(b, (uint32_t)s->slots[i].pid, PID_BPF_ACCEPT, 0);
+	}
+	pid_bpf_finish(b);
+}
+
+static bool pid_exec_wanted(const struct pid_shared *s)
+{
+	for (size_t k = 0; k < s->n_matchers; k++)
+		if (pid_waiting_match(s->matchers[k]))
+			return true;
+	return false;
+}
+
+/* Attach the filter for what is wanted now. If the kernel refuses it, none:
+ * more wakeups, but no exit missed. */
+static void pid_cn_bpf(struct pid_shared *s, pid_t extra, bool exec)
+{
+	bool all = s->n + (extra != 0) > PID_BPF_MAX_PIDS;
+	if (all && s->bpf_all && exec == s->bpf_exec)
+		return; /* the same program */
+	struct pid_bpf b;
+	pid_bpf_build(&b, s, extra, exec, all);
+	struct sock_fprog prog = { .len = b.n, .filter = b.insn };
+	if (setsockopt(s->cn_fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog)) < 0) {
+		s->host->log(s->ctx, VIGIL_LOG_DEBUG, "process events filter: %s",
+			     strerror(errno));
+		(void)setsockopt(s->cn_fd, SOL_SOCKET, SO_DETACH_FILTER, NULL, 0);
+		s->bpf_all = false;
+		return;
+	}
+	s->bpf_all = all;
+	s->bpf_exec = exec;
+}
+
+/* The watched set or the match targets' wait changed: filter anew (one
+ * setsockopt, and a message to the kernel when execs come or go). `extra`
+ * is a PID about to be watched, 0 for none. */
+static void pid_cn_filter(struct pid_shared *s, pid_t extra)
+{
+	if (s->cn_fd < 0)
+		return;
+	bool exec = pid_exec_wanted(s);
+	if (!s->k_set || exec != s->k_exec)
+		pid_cn_kernel_events(s, exec);
+	pid_cn_bpf(s, extra, exec);
 }
 
 static void pid_on_cn(void *data, int fd, uint32_t revents)
@@ -527,6 +688,7 @@ static void pid_cn_close(struct pid_shared *s)
 	s->cn_fd = -1;
 	free(s->rbuf);
 	s->rbuf = NULL;
+	s->k_set = s->bpf_all = false;
 }
 
 /* A big queue loses fewer events when many processes end at once. Forcing
@@ -549,6 +711,9 @@ static int pid_cn_open(struct pid_shared *s)
 	s->rbuf = malloc(PID_CN_BATCH * PID_CN_MSG_MAX);
 	if (!s->rbuf)
 		r = -ENOMEM;
+	/* Filtered before it joins the group: no flood reaches the queue. */
+	if (r == 0)
+		pid_cn_bpf(s, 0, false);
 	if (r == 0 && bind(s->cn_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
 		r = -errno;
 	if (r == 0)
@@ -556,6 +721,10 @@ static int pid_cn_open(struct pid_shared *s)
 	s->cn_seq = (uint32_t)getpid() ^ (uint32_t)(uintptr_t)s;
 	if (r == 0)
 		r = pid_cn_send_listen(s);
+	/* The plain subscription asked for everything: narrow it again. */
+	s->k_set = false;
+	if (r == 0)
+		pid_cn_filter(s, 0);
 	if (r == 0)
 		r = s->host->watch_fd(s->ctx, s->cn_fd, EPOLLIN, pid_on_cn, s);
 	if (r < 0) {
@@ -593,6 +762,7 @@ static int pid_cn_acquire(struct pid_det *d, char *err, size_t errlen)
 	if (d->mode == PID_BY_MATCH && pid_matchers_add(s, d) < 0)
 		d->host->log(d->ctx, VIGIL_LOG_WARN, "out of memory: polling for \"%s\"",
 			     d->pattern);
+	pid_cn_filter(s, 0); /* execs, before the first scan: none missed */
 	return 0;
 }
 
@@ -609,6 +779,8 @@ static void pid_cn_release(struct pid_det *d)
 	d->cn_user = false;
 	if (--s->users == 0)
 		pid_cn_close(s);
+	else
+		pid_cn_filter(s, 0);
 }
 
 static bool pid_cn_on(const struct pid_det *d)
@@ -663,18 +835,59 @@ static bool pid_fd_is_child(int pidfd)
 }
 
 static void pid_on_pidfd(void *data, int fd, uint32_t revents);
+static void pid_cn_unavailable(struct pid_det *d, const char *why);
+
+/* A child of ours, by PID (no pidfd yet): waitid() does not say ECHILD. */
+static bool pid_is_child(pid_t pid)
+{
+	siginfo_t si;
+	memset(&si, 0, sizeof(si));
+	return waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0;
+}
+
+/* exit_via = auto subscribes only while attached to a process that is not
+ * our child (waitid tells about children). Match targets subscribe at start,
+ * for execs; exit_via = connector too, to fail early. */
+static bool pid_cn_lazy(const struct pid_det *d)
+{
+	return d->via == VIA_AUTO && d->mode != PID_BY_MATCH;
+}
+
+/* Before opening pid: subscribe if it needs the connector, and let its exits
+ * through the filter, so that none is missed once the pidfd is open. */
+static void pid_cn_prepare(struct pid_det *d, pid_t pid)
+{
+	char why[256];
+	if (pid_cn_lazy(d) && !d->cn_user && !pid_is_child(pid) &&
+	    pid_cn_acquire(d, why, sizeof(why)) < 0)
+		pid_cn_unavailable(d, why);
+	if (!pid_cn_on(d))
+		return;
+	pid_cn_filter(d->sh, pid);
+	/* What is still queued about this PID is about an earlier process. */
+	(void)pid_cn_drain(d->sh);
+}
+
+/* Not attached after all: drop a lazy subscription, narrow the filter. */
+static void pid_cn_unprepare(struct pid_det *d)
+{
+	if (pid_cn_lazy(d))
+		pid_cn_release(d);
+	else if (pid_cn_on(d))
+		pid_cn_filter(d->sh, 0);
+}
 
 /* Attach to (pid, start). -ESRCH when that process is gone (or a zombie we
  * cannot wait for), another -errno otherwise; the reason goes into err. */
 static int pid_attach(struct pid_det *d, pid_t pid, uint64_t start, char *err, size_t errlen)
 {
-	/* What is still queued about this PID is about an earlier process. */
-	if (pid_cn_on(d))
-		(void)pid_cn_drain(d->sh);
+	pid_cn_prepare(d, pid);
 	int fd = (int)syscall(SYS_pidfd_open, pid, 0); /* always close-on-exec */
 	if (fd < 0 && errno != ESRCH) {
-		snprintf(err, errlen, "pidfd_open(%d): %s", (int)pid, strerror(errno));
-		return -errno;
+		int e = errno;
+		snprintf(err, errlen, "pidfd_open(%d): %s", (int)pid, strerror(e));
+		pid_cn_unprepare(d);
+		return -e;
 	}
 	/* Opened, check identity again: the PID may have been reused meanwhile. */
 	bool child = fd >= 0 && pid_fd_is_child(fd);
@@ -682,12 +895,14 @@ static int pid_attach(struct pid_det *d, pid_t pid, uint64_t start, char *err, s
 		if (fd >= 0)
 			close(fd);
 		snprintf(err, errlen, "process %d does not exist (already exited?)", (int)pid);
+		pid_cn_unprepare(d);
 		return -ESRCH;
 	}
 	int r = d->host->watch_fd(d->ctx, fd, EPOLLIN, pid_on_pidfd, d);
 	if (r < 0) {
 		close(fd);
 		snprintf(err, errlen, "cannot watch process %d: %s", (int)pid, strerror(-r));
+		pid_cn_unprepare(d);
 		return r;
 	}
 	d->pidfd = fd;
@@ -701,6 +916,8 @@ static int pid_attach(struct pid_det *d, pid_t pid, uint64_t start, char *err, s
 		d->host->log(d->ctx, VIGIL_LOG_WARN,
 			     "out of memory: the exit status of process %d will be unknown",
 			     (int)pid);
+	if (pid_cn_on(d))
+		pid_cn_filter(d->sh, 0); /* a match target found: no more execs */
 	char cmdline[PID_CMDLINE_MAX];
 	if (proc_cmdline(pid, cmdline, sizeof(cmdline)) < 0)
 		cmdline[0] = '\0';
@@ -743,8 +960,10 @@ static void pid_report(struct pid_det *d, struct pid_status st)
 		int64_t id = d->host->add_timer(d->ctx, 0, pid_on_recheck, d);
 		d->recheck_timer = id > 0 ? id : 0;
 	}
-	if (d->mode == PID_BY_PID)
-		pid_cn_release(d); /* one process, one run: nothing more to hear */
+	if (d->mode == PID_BY_PID || pid_cn_lazy(d))
+		pid_cn_release(d); /* nothing more to hear until the next run */
+	else if (pid_cn_on(d))
+		pid_cn_filter(d->sh, 0); /* a match target waits again: execs */
 	if (!st.known)
 		st.code = st.sig = -1, st.core = 0;
 	d->host->exited(d->ctx, st.code, st.sig, st.core);
@@ -1147,7 +1366,7 @@ static void pid_cn_unavailable(struct pid_det *d, const char *why)
 static int pid_start(void *instance, char *err, size_t errlen)
 {
 	struct pid_det *d = instance;
-	if (d->via == VIA_AUTO || d->via == VIA_CONNECTOR) {
+	if (d->via == VIA_CONNECTOR || (d->via == VIA_AUTO && d->mode == PID_BY_MATCH)) {
 		char why[256];
 		int r = pid_cn_acquire(d, why, sizeof(why));
 		if (r < 0 && d->via == VIA_CONNECTOR) {

@@ -258,8 +258,8 @@ static bool connector_usable(void)
 
 /* How many of this process's fds are process-events connector sockets: the
  * inodes of NETLINK_CONNECTOR sockets (/proc/self/net/netlink) that one of
- * /proc/self/fd links to. */
-static size_t connector_sockets(void)
+ * /proc/self/fd links to. The last one found goes into *last. */
+static size_t connector_sockets_fd(int *last)
 {
 	unsigned long inodes[256];
 	size_t n_inodes = 0, found = 0;
@@ -288,12 +288,77 @@ static size_t connector_sockets(void)
 		target[len] = '\0';
 		if (sscanf(target, "socket:[%lu]", &ino) != 1)
 			continue;
-		for (size_t i = 0; i < n_inodes; i++)
-			if (inodes[i] == ino)
+		for (size_t i = 0; i < n_inodes; i++) {
+			if (inodes[i] == ino) {
 				found++;
+				if (last)
+					*last = atoi(de->d_name);
+			}
+		}
 	}
 	closedir(dir);
 	return found;
+}
+
+static size_t connector_sockets(void)
+{
+	return connector_sockets_fd(NULL);
+}
+
+/* The plugin's connector socket (there must be exactly one) and the length
+ * of the socket filter attached to it (0: none). */
+static int plugin_connector(unsigned *filter_len)
+{
+	int fd = -1;
+	assert_int_equal(connector_sockets_fd(&fd), 1);
+	socklen_t len = 0;
+	assert_int_equal(getsockopt(fd, SOL_SOCKET, SO_GET_FILTER, NULL, &len), 0);
+	*filter_len = (unsigned)len; /* in instructions */
+	return fd;
+}
+
+/* Fork n processes that exec /bin/true (fork, exec and exit events) and reap
+ * them: when waitpid() returns, the kernel has queued their exit events. */
+static void churn(int n)
+{
+	for (int i = 0; i < n; i++) {
+		pid_t pid = fork();
+		assert_true(pid >= 0);
+		if (pid == 0) {
+			execl("/bin/true", "true", (char *)NULL);
+			_exit(127);
+		}
+		int status;
+		assert_int_equal(waitpid(pid, &status, 0), pid);
+		assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	}
+}
+
+/* Read what the filter let into the plugin's socket without running the loop:
+ * the number of process events (acks of other listeners aside). */
+static int pending_events(int fd)
+{
+	_Alignas(struct nlmsghdr) char buf[4096];
+	int events = 0;
+	for (;;) {
+		ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+		if (n < 0 && errno == ENOBUFS) {
+			events++; /* an overflow: plenty came in */
+			continue;
+		}
+		if (n < 0) {
+			assert_true(errno == EAGAIN || errno == EWOULDBLOCK);
+			return events;
+		}
+		struct nlmsghdr *nh = (void *)buf;
+		assert_true(n >= (ssize_t)NLMSG_LENGTH(sizeof(struct cn_msg)));
+		struct cn_msg *cn = NLMSG_DATA(nh);
+		struct proc_event ev;
+		memset(&ev, 0, sizeof(ev));
+		memcpy(&ev, cn->data, cn->len < sizeof(ev) ? cn->len : sizeof(ev));
+		if (ev.what != PROC_EVENT_NONE)
+			events++;
+	}
 }
 
 /* N_MANY processes that are not our children, in a new session; process i
@@ -720,6 +785,115 @@ static void test_create_opens_nothing(void **state)
 	t->p->destroy(inst);
 }
 
+/* Attached to a process that is not ours, the socket filter lets nothing in
+ * about other processes: 50 forks, execs and exits leave the socket empty (no
+ * wakeup), and the watched exit still arrives with its code. */
+static void test_unrelated_exits_filtered(void **state)
+{
+	struct t *t = *state;
+	bool usable = connector_usable();
+	int go;
+	pid_t pid = spawn_orphan(t, 3, &go);
+	char line[32];
+	snprintf(line, sizeof(line), "pid = %d", (int)pid);
+	const char *const cfg[] = { line, NULL };
+	assert_int_equal(start(t, cfg), 0);
+	assert_true(is_attached(t->fh, &pid));
+	if (!usable) {
+		printf("skip: the process-events connector is not usable here\n");
+		close(go);
+		return;
+	}
+	unsigned filter_len;
+	int fd = plugin_connector(&filter_len);
+	assert_true(filter_len > 0);
+	assert_int_equal(pending_events(fd), 0);
+	churn(50);
+	assert_int_equal(pending_events(fd), 0);
+	say_go(&go);
+	expect_exit(t, 3, -1);
+}
+
+/* Our own child: waitid() gives its status, no connector is opened. */
+static void test_child_needs_no_connector(void **state)
+{
+	struct t *t = *state;
+	int go;
+	pid_t pid = spawn_waiter(t, 4, &go);
+	char line[32];
+	snprintf(line, sizeof(line), "pid = %d", (int)pid);
+	const char *const cfg[] = { line, NULL };
+	assert_int_equal(start(t, cfg), 0);
+	assert_true(is_attached(t->fh, &pid));
+	assert_int_equal(connector_sockets(), 0);
+	say_go(&go);
+	expect_exit(t, 4, -1);
+	assert_int_equal(connector_sockets(), 0);
+}
+
+/* A match target hears of execs while it waits (it finds its process with no
+ * polling), not while it is attached; after the run it waits, and finds, again. */
+static void test_match_execs_only_while_waiting(void **state)
+{
+	struct t *t = *state;
+	bool usable = connector_usable();
+	char line[128];
+	int go1, go2, code = 3;
+	snprintf(line, sizeof(line), "match = %s$", t->marker);
+	const char *const cfg[] = { line, NULL };
+	assert_int_equal(start(t, cfg), 0);
+	pid_t p1 = spawn_marked(t, &go1);
+	assert_true(fake_host_run_until(t->fh, is_attached, &p1, WAIT_MS));
+	if (usable) {
+		unsigned filter_len;
+		int fd = plugin_connector(&filter_len);
+		assert_true(filter_len > 0);
+		(void)pending_events(fd); /* execs from before the attach */
+		churn(20);
+		assert_int_equal(pending_events(fd), 0);
+	}
+	say_go(&go1);
+	assert_true(fake_host_run_until(t->fh, is_exit_code, &code, WAIT_MS));
+	pid_t p2 = spawn_marked(t, &go2);
+	assert_true(fake_host_run_until(t->fh, is_attached, &p2, WAIT_MS));
+	close(go2);
+	assert_null(fake_host_lost(t->fh));
+}
+
+#define N_LISTED 60
+
+/* N_LISTED of N_MANY processes watched, so the filter names each of them: the
+ * watched ones get their codes while the unwatched ones end around them. */
+static void test_filter_lists_many(void **state)
+{
+	struct t *t = *state;
+	bool usable = connector_usable();
+	static pid_t pids[N_MANY];
+	static struct vigil_ctx *v[N_LISTED];
+	spawn_many_orphans(t, pids);
+	for (size_t i = 0; i < N_LISTED; i++) {
+		v[i] = i ? fake_host_new_ctx(t->fh) : fake_host_ctx(t->fh);
+		start_in(t, v[i], pids[i]);
+	}
+	if (usable) {
+		unsigned filter_len;
+		(void)plugin_connector(&filter_len);
+		assert_true(filter_len > N_LISTED); /* one comparison per PID */
+	}
+	for (size_t k = 0; k < 2; k++) {
+		close(t->go_many[k]);
+		t->go_many[k] = -1;
+		struct ctxs half = { v + k, N_LISTED - k, 2 };
+		assert_true(fake_host_run_until(t->fh, all_exited, &half, WAIT_MS));
+		for (size_t i = k; i < N_LISTED; i += 2) {
+			int code = -2;
+			assert_true(fake_ctx_exited(v[i], &code, NULL, NULL));
+			assert_int_equal(code, usable ? 10 + (int)i : -1);
+		}
+	}
+	assert_int_equal(connector_sockets(), 0);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -738,6 +912,10 @@ int main(void)
 		T(test_create_opens_nothing),
 		T(test_two_orphans_one_socket),
 		T(test_many_orphans_at_once),
+		T(test_unrelated_exits_filtered),
+		T(test_child_needs_no_connector),
+		T(test_match_execs_only_while_waiting),
+		T(test_filter_lists_many),
 	};
 	return cmocka_run_group_tests(tests, group_setup, NULL);
 }
