@@ -2,12 +2,18 @@
  *
  * Spooled notifiers (VIGIL_PLUGIN_F_SPOOLED) write each notification to the
  * spool before its first attempt. Records submitted during one loop turn are
- * committed together at the next turn (group commit: one flush for the
- * batch), then attempted. A file is removed only when its delivery succeeded.
+ * committed together at the next turn (group commit: one segment file, one
+ * flush for the batch), then attempted. A record is marked done in the spool
+ * only when its delivery succeeded (or it was dead-lettered); the marks
+ * reach the disk lazily (ACK_FLUSH_MS), see spool.h.
  *
- * Up to `parallel` deliveries are in flight at once, started in event order.
- * Receivers may see neighbours inside that window swapped; `parallel = 1`
- * gives strict arrival order. `finished` and `recovered` resolve what came
+ * By default one delivery is in flight at a time: receivers see a notifier's
+ * events exactly in event order, also across outages and restarts. The next
+ * one starts the moment the previous one is answered, over the connection
+ * libcurl keeps alive, so throughput is one round trip per event.
+ * `parallel = N` allows N in flight, started in event order: more
+ * throughput to a slow receiver, but receivers may then see neighbours
+ * inside that window swapped. `finished` and `recovered` resolve what came
  * before them (Alertmanager), so they are barriers: they start alone, after
  * everything older was delivered, and nothing starts while they are in
  * flight. After a retryable failure the notifier pauses (exponential backoff
@@ -33,13 +39,17 @@
 /* Group commit: at most one spool flush per this many ms while events keep
  * coming; an event after a quiet spell is committed at the next loop turn. */
 #define COMMIT_GROUP_MS 20
+/* Delivered marks are written to the spool at most this late: a crash may
+ * redeliver what was delivered in the last ACK_FLUSH_MS (same event id). */
+#define ACK_FLUSH_MS 200
 
 struct pending {
 	struct pending *next;
 	uint64_t token; /* of the attempt in flight */
 	unsigned attempts;
 	bool in_flight, committed, barrier;
-	char *file; /* in the spool, or NULL: in memory only */
+	struct spool_seg *seg; /* in the spool, or NULL: in memory only */
+	uint32_t index;        /* its record in seg */
 	char *host; /* owned host of a replayed record, or NULL */
 	struct stored_record *rec;
 };
@@ -51,12 +61,12 @@ struct notifier {
 	void *instance;
 	struct vigil_ctx ctx;
 	struct pending *head, **tail;
-	size_t n_pending, n_dead;
+	size_t n_pending, n_dead, n_replayed;
 	unsigned n_in_flight;
 	bool barrier_in_flight;
 	uint64_t next_token;
 	bool kicking, rekick;
-	int64_t backoff_timer, commit_timer, rescan_timer;
+	int64_t backoff_timer, commit_timer, rescan_timer, flush_timer;
 	int64_t last_commit_ms;
 	/* settings */
 	uint32_t on;
@@ -116,7 +126,6 @@ static void pending_free(struct pending *p)
 {
 	record_free(p->rec);
 	free(p->host);
-	free(p->file);
 	free(p);
 }
 
@@ -131,12 +140,12 @@ void notifier_free(struct notifier *n)
 	loop = engine_loop(n->engine);
 	n->plugin->destroy(n->instance);
 	ctx_release(&n->ctx);
-	for (int64_t *t = &n->backoff_timer; t <= &n->rescan_timer; t++)
+	for (int64_t *t = &n->backoff_timer; t <= &n->flush_timer; t++)
 		if (*t > 0)
 			loop_del_timer(loop, *t);
 	for (p = n->head; p; p = next) {
 		next = p->next;
-		lost += !p->file && n->spool;
+		lost += !p->seg && n->spool;
 		pending_free(p);
 	}
 	if (lost)
@@ -186,15 +195,38 @@ static void append(struct notifier *n, struct pending *p)
 	n->n_pending++;
 }
 
+static int64_t flush_fired(struct loop *loop, int64_t id, void *data)
+{
+	struct notifier *n = data;
+
+	(void)loop;
+	(void)id;
+	n->flush_timer = 0;
+	spool_flush(n->spool);
+	return LOOP_TIMER_DONE;
+}
+
+/* A record of the spool is done: marked now, written lazily. */
+static void spool_mark_done(struct notifier *n, struct pending *p)
+{
+	spool_done(n->spool, p->seg, p->index);
+	p->seg = NULL;
+	if (spool_dirty(n->spool) && n->flush_timer <= 0)
+		n->flush_timer = loop_add_timer(engine_loop(n->engine), ACK_FLUSH_MS, flush_fired,
+						n, NULL);
+}
+
 /* Dead-letter: out of the queue, into dead/, one log line that says why. */
 static void bury(struct notifier *n, struct pending *p, const char *why, const char *detail)
 {
-	int r = p->file && n->spool ? spool_bury(n->spool, p->file) : 0;
+	bool kept = p->seg && n->spool;
+	int r = kept ? spool_bury(n->spool, NULL, p->index, &p->rec->rec) : 0;
 
+	if (kept)
+		spool_mark_done(n, p);
 	log_msg(LOG_LVL_ERR, n->ctx.label, "event %s (%s of %s) dead-lettered, %s: %s%s%s",
 		p->rec->id, p->rec->ev.kind, p->rec->monitor, why, detail ? detail : "",
-		p->file && n->spool && r == 0 ? "; kept in " : "",
-		p->file && n->spool && r == 0 ? "dead/" : "");
+		kept && r == 0 ? "; kept in " : "", kept && r == 0 ? "dead/" : "");
 	n->n_dead++;
 	unlink_pending(n, p);
 }
@@ -291,7 +323,8 @@ static void commit_batch(struct notifier *n)
 			all_ok = false;
 			spool_full(n, items[i].error);
 		} else {
-			ps[i]->file = strdup(items[i].name);
+			ps[i]->seg = items[i].seg;
+			ps[i]->index = items[i].index;
 		}
 	}
 	if (all_ok && k && n->spool_full_logged) {
@@ -378,8 +411,8 @@ static int64_t backoff_ms(unsigned attempts, int64_t retry_after_ms)
 
 static void delivered_ok(struct notifier *n, struct pending *p)
 {
-	if (p->file && n->spool)
-		spool_remove(n->spool, p->file);
+	if (p->seg && n->spool)
+		spool_mark_done(n, p);
 	n->probing = false;
 	if (n->failing) {
 		n->failing = false;
@@ -437,39 +470,45 @@ void notifier_delivered(struct notifier *n, uint64_t token, enum vigil_delivery 
 
 /* ------------------------------------------------------ replay, rescan */
 
-/* Queue the orphaned files of the folder (ours now), in event order. */
+static void replayed(void *data, struct spool_seg *seg, uint32_t index,
+		     struct stored_record *rec, char *host)
+{
+	struct notifier *n = data;
+	struct pending *p = calloc(1, sizeof(*p));
+
+	if (!p) {
+		record_free(rec);
+		free(host);
+		return; /* left in the segment: delivered by the next process */
+	}
+	p->seg = seg;
+	p->index = index;
+	p->rec = rec;
+	p->host = host;
+	p->committed = true;
+	append(n, p);
+	n->n_replayed++;
+	if (too_old(n, p))
+		bury(n, p, "older than max_age", "found in the spool");
+}
+
+/* Queue the records of the folder's orphaned segments (ours now), in event
+ * order. */
 static void adopt(struct notifier *n)
 {
-	char **names, err[256];
-	size_t k;
+	size_t bad = 0;
 
-	if (!spool_try_own(n->spool) || spool_adopt(n->spool, &names, &k) != 0)
+	if (!spool_try_own(n->spool))
 		return;
-	if (k)
-		log_msg(LOG_LVL_INFO, n->ctx.label, "replaying %zu notification(s) from %s", k,
+	n->n_replayed = 0;
+	spool_adopt(n->spool, replayed, n, &bad);
+	if (n->n_replayed)
+		log_msg(LOG_LVL_INFO, n->ctx.label, "replaying %zu notification(s) from %s",
+			n->n_replayed, spool_path(n->spool));
+	if (bad)
+		log_msg(LOG_LVL_ERR, n->ctx.label, "%zu record(s) in %s unreadable (torn by a "
+			"crash or corrupt): skipped, the undecodable ones kept in dead/", bad,
 			spool_path(n->spool));
-	for (size_t i = 0; i < k; i++) {
-		struct pending *p = calloc(1, sizeof(*p));
-
-		if (!p)
-			break;
-		p->file = names[i];
-		names[i] = NULL;
-		p->committed = true;
-		if (spool_load(n->spool, p->file, &p->rec, &p->host, err, sizeof(err)) != 0) {
-			log_msg(LOG_LVL_ERR, n->ctx.label, "spool file %s unreadable (%s): moved to dead/",
-				p->file, err);
-			spool_bury(n->spool, p->file);
-			n->n_dead++;
-			free(p->file);
-			free(p);
-			continue;
-		}
-		append(n, p);
-		if (too_old(n, p))
-			bury(n, p, "older than max_age", "found in the spool");
-	}
-	spool_names_free(names, k);
 	notifier_kick(n);
 }
 

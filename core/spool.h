@@ -1,25 +1,38 @@
-/* The durable spool: one folder per notifier, one file per notification.
+/* The durable spool: one folder per notifier, append-only segments.
  *
- *   SPOOL/NAME/<event id>-<seq>.<tag>   a notification not yet delivered
- *   SPOOL/NAME/dead/<same name>         refused for good, or older than max_age
- *   SPOOL/NAME/.lock                    flock: the folder's owner (adopts orphans)
- *   SPOOL/NAME/.claim-<tag>             flock held by the live process <tag>
+ *   SPOOL/NAME/<first event id>-<seq>.<tag>   a segment: the notifications
+ *                                             written in one group commit
+ *   SPOOL/NAME/.ack-<segment name>            ids (record numbers) of the
+ *                                             segment's delivered records
+ *   SPOOL/NAME/dead/<event id>-<seq>.<tag>    one file per dead letter
+ *   SPOOL/NAME/.lock                          flock: the folder's owner
+ *   SPOOL/NAME/.claim-<tag>                   flock held by live process <tag>
  *
- * Each file holds the record's v1 JSON line and a second line with the type of
- * each event field (JSON cannot tell 50 from 50.0), enough to rebuild the
- * struct vigil_record the plugin gets. Files are written to a dot-name, made
- * durable (fdatasync, or one syncfs for a batch), renamed, and the folder
- * fsync'd, all before the first attempt. Names sort in event order: event ids
- * are time-ordered, the sequence breaks ties inside one process.
+ * A segment is "VIGILSG1" then records: u32 length, u32 CRC-32 of the
+ * payload (both little-endian), payload = the record's v1 JSON line and a
+ * line with the type of each event field (JSON cannot tell 50 from 50.0).
+ * It is written once, fdatasync'd, and the folder fsync'd, before any of its
+ * records is attempted: one create and one flush per batch, not per event.
+ * A torn tail (a crash while writing) fails its checksum and is dropped:
+ * those records were never attempted.
+ *
+ * Deliveries are cheap: a record done (delivered or dead-lettered) is marked
+ * in memory and its number appended to the .ack file at the next
+ * spool_flush (the caller runs it lazily, on a timer and at close). When
+ * every record of a segment is done, the segment and its .ack are unlinked;
+ * nothing is written at all for a segment finished between two flushes. A
+ * crash may therefore redeliver records delivered since the last flush
+ * (at least once, same event id); it never loses one.
  *
  * Sharing a folder between processes (two `vigil watch`, watch + agent): every
- * process stamps its files with its own random tag and holds the flock on
- * .claim-<tag> while it lives, and delivers its own files. The holder of .lock
- * (the first to open the folder, or whoever takes it when the owner is gone)
- * also adopts the files whose tag is no longer locked (their writer died or
- * exited with work left), renaming them to its own tag, at open and then on a
- * periodic rescan. So one notification is only ever being delivered by one
- * process, and nothing written by a process that dies is orphaned for long. */
+ * process names its segments with its own random tag, holds the flock on
+ * .claim-<tag> while it lives and delivers its own segments. The holder of
+ * .lock (the first to open the folder, or whoever takes it when the owner is
+ * gone) also adopts the segments whose tag is no longer locked (their writer
+ * died or exited with work left), renaming them (and their .ack) to its own
+ * tag, at open and on a periodic rescan, and replays their records not yet
+ * acknowledged, in event order (names sort by their first event id, which
+ * is time-ordered). */
 #ifndef VIGIL_SPOOL_H
 #define VIGIL_SPOOL_H
 
@@ -54,33 +67,51 @@ bool spool_is_owner(const struct spool *s);
 /* Try to become the owner (when the previous one is gone). */
 bool spool_try_own(struct spool *s);
 
-/* One notification to write: the JSON line and the field types. */
+/* A segment in memory (owned by the spool; valid until its last record is
+ * done). */
+struct spool_seg;
+
+/* One notification to write. */
 struct spool_item {
 	const struct vigil_record *rec;
-	char name[96]; /* out: the file name, "" when not written */
-	int error;     /* out: 0 or -errno */
+	struct spool_seg *seg; /* out: its segment, NULL when not written */
+	uint32_t index;        /* out: its record number in the segment */
+	int error;             /* out: 0 or -errno */
 };
-/* Write a batch durably: temp files, one flush, renames, one folder fsync.
- * Items that fail get error set and no name. Returns 0 or the first -errno. */
+/* Write a batch durably as one segment: one file, one fdatasync, one folder
+ * fsync. On failure every item gets error set and no segment. Returns 0 or
+ * -errno. */
 int spool_write(struct spool *s, struct spool_item *items, size_t n);
-int spool_remove(struct spool *s, const char *name);
-/* Move to dead/ (fsync'd). */
-int spool_bury(struct spool *s, const char *name);
+/* Record `index` of seg is delivered: marked now, written at the next
+ * spool_flush; the segment is removed once all its records are done (seg
+ * is invalid after the last one). */
+void spool_done(struct spool *s, struct spool_seg *seg, uint32_t index);
+/* Copy the record to dead/ (fsync'd), then mark it done. */
+int spool_bury(struct spool *s, struct spool_seg *seg, uint32_t index,
+	       const struct vigil_record *rec);
+/* Append the acknowledgements marked since the last flush to their .ack
+ * files and fdatasync them. Cheap when nothing is marked. */
+int spool_flush(struct spool *s);
+/* Are acknowledgements waiting for spool_flush? */
+bool spool_dirty(const struct spool *s);
+const char *spool_seg_name(const struct spool_seg *seg);
 
-/* Owner only: claim the orphaned files (rename to this process's tag), sorted
- * in event order. *names is an array of malloc'd strings; free with
- * spool_names_free. */
-int spool_adopt(struct spool *s, char ***names, size_t *n);
-void spool_names_free(char **names, size_t n);
-/* Read a notification back: *out (free with record_free) whose rec.host is
- * *host (free after the record). */
-int spool_load(struct spool *s, const char *name, struct stored_record **out, char **host,
-	       char *err, size_t errlen);
+/* Owner only: claim the orphaned segments (rename to this process's tag)
+ * and hand their records not yet done to cb, in event order. cb owns rec
+ * and host (free host after the record). Records that cannot be read back
+ * (torn tail, bad checksum, undecodable) are counted in *bad (and the
+ * undecodable ones kept in dead/). 0 or -errno. */
+typedef void (*spool_replay_cb)(void *data, struct spool_seg *seg, uint32_t index,
+				struct stored_record *rec, char *host);
+int spool_adopt(struct spool *s, spool_replay_cb cb, void *data, size_t *bad);
 
-/* Encode / decode a spool file's content (exposed for tests). */
+/* Encode a record's payload (exposed for tests). */
 int spool_encode(struct buf *b, const struct vigil_record *rec);
+/* Decode a payload of len bytes (not NUL-terminated). */
+int spool_decode(const char *p, size_t len, struct stored_record **out, char **host,
+		 char *err, size_t errlen);
 
-/* For vigil status: pending and dead-lettered files of every notifier folder
+/* For vigil status: pending records and dead letters of every notifier folder
  * under root. cb is called once per folder. 0 or -errno (root missing: 0). */
 typedef void (*spool_count_cb)(void *data, const char *name, size_t pending, size_t dead);
 int spool_count_all(const char *root, spool_count_cb cb, void *data);
@@ -90,12 +121,12 @@ int spool_count_all(const char *root, spool_count_cb cb, void *data);
 struct notify_opts {
 	uint32_t on;         /* NOTIFY_ON_* bits; 0 = every event */
 	int64_t max_age_ms;  /* dead-lettered after this; default 24h */
-	unsigned parallel;   /* deliveries in flight at once; default 8 */
+	unsigned parallel;   /* deliveries in flight at once; default 1 (in order) */
 	const char *spool_root; /* NULL: in memory only */
 	char spool_name[SPOOL_NAME_MAX];
 };
 #define NOTIFY_MAX_AGE_DEFAULT_MS (24LL * 3600 * 1000)
-#define NOTIFY_PARALLEL_DEFAULT 8u
+#define NOTIFY_PARALLEL_DEFAULT 1u
 #define NOTIFY_PARALLEL_MAX 64u
 
 /* Parse `on = finished, failed, ...` into bits. 0 or -EINVAL with the bad

@@ -11,7 +11,7 @@ BUILD_DIR=${BUILD_DIR:-build}
 # logrotate (rotation), setpriv and unshare (util-linux, always there), and for the
 # package test dpkg-buildpackage, dh, scdoc (man pages), systemd-analyze.
 DEPS=(meson ninja-build gcc pkg-config libinih-dev libcurl4-openssl-dev libssl-dev
-	libpcre2-dev libcmocka-dev libjson-c-dev python3 python3-aiosmtpd logrotate
+	libpcre2-dev libcmocka-dev libjson-c-dev python3 python3-aiosmtpd logrotate prometheus-alertmanager
 	dpkg-dev debhelper scdoc systemd)
 
 install_missing() {

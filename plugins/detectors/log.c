@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <float.h>
+#include <limits.h>
 #include <pcre2.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -28,6 +29,7 @@
 #include <sys/epoll.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "vigil/plugin.h"
@@ -40,6 +42,9 @@
 #define LOG_MAX_LINE_LIMIT (64u << 20)
 #define LOG_MAX_TAIL 1000
 #define LOG_MSG_LINE 256            /* bytes of a line quoted in a message */
+#define LOG_MAX_SIBS 1024           /* rotated copies looked at */
+#define LOG_MAX_SEEN 4096           /* rotated copies remembered as read */
+#define LOG_SCAN_TRIES 4            /* readings of the folder until two agree */
 
 enum { PAT_FAILURE, PAT_SUCCESS, PAT_PROGRESS, PAT_N };
 
@@ -63,20 +68,40 @@ struct log_line {
 	size_t len, cap;
 };
 
+/* What identifies a file across renames. */
+struct log_id {
+	dev_t dev;
+	ino_t ino;
+	int64_t btime; /* birth time in ns, 0 where the filesystem keeps none */
+};
+
 /* An open file and what identifies its content. */
 struct log_src {
 	int fd;
 	off_t off;
-	dev_t dev;
-	ino_t ino;
+	struct log_id id;
 	char head[LOG_FP];
 	size_t head_len;
+};
+
+/* A rotated copy in the log's folder. */
+struct log_sib {
+	struct log_id id;
+	off_t size;
+	uint64_t num; /* LOG.N: N; LOG-SUFFIX: UINT64_MAX */
+	char name[NAME_MAX + 1];
+};
+
+struct log_sibs {
+	struct log_sib *v;
+	size_t n, cap;
 };
 
 struct log_inst {
 	const struct vigil_host *host;
 	struct vigil_ctx *ctx;
 	char *path, *dir, *base;
+	size_t base_len;
 	struct log_pat pat[PAT_N];
 	pcre2_match_context *mctx;
 	pcre2_jit_stack *jstack;
@@ -87,8 +112,11 @@ struct log_inst {
 
 	int ino_fd, wd_dir, wd_file;
 	struct log_src cur;  /* fd -1 while the log does not exist */
-	struct log_src next; /* while recovering: the truncated log, read after cur */
+	struct log_src live; /* while recovering: the truncated log, read after cur */
 	bool recovering;
+	struct log_id *seen; /* rotated copies read already, or older than cur */
+	size_t n_seen, cap_seen;
+	struct log_sibs sibs[2];
 	char last[LOG_FP];   /* the bytes just before cur.off */
 	size_t last_len;
 
@@ -108,7 +136,8 @@ struct log_inst {
 	double prog_value, pend_value;
 	int64_t prog_ms;
 
-	bool warned_read, warned_match, warned_open;
+	bool warned_read, warned_match, warned_open, warned_lost;
+	size_t dbg_matches;
 };
 
 static bool log_check(struct log_inst *li, size_t budget);
@@ -203,6 +232,7 @@ static void log_emit_match(struct log_inst *li, int p, const char *line, size_t 
 	};
 
 	log_quote(msg + k, sizeof msg - (size_t)k, line, n);
+	li->dbg_matches++;
 	li->host->emit(li->ctx, &ev);
 }
 
@@ -546,6 +576,26 @@ static void log_read_fingerprints(struct log_inst *li)
 	li->last_len = r == (ssize_t)k ? k : 0;
 }
 
+/* Does the file hold the same content as cur up to cur.off? */
+static bool log_holds_ours(struct log_inst *li, int fd, off_t size, bool *read_past)
+{
+	char tmp[LOG_FP];
+	const struct log_src *c = &li->cur;
+
+	*read_past = false;
+	if (log_pread_full(fd, tmp, c->head_len, 0) != (ssize_t)c->head_len ||
+	    memcmp(tmp, c->head, c->head_len) != 0)
+		return false;
+	if (size < c->off) {
+		/* a copy taken before we read what followed: nothing left in it */
+		*read_past = c->head_len > 0;
+		return false;
+	}
+	return log_pread_full(fd, tmp, li->last_len, c->off - (off_t)li->last_len) ==
+		       (ssize_t)li->last_len &&
+	       memcmp(tmp, li->last, li->last_len) == 0;
+}
+
 static void log_watch_file(struct log_inst *li)
 {
 	char p[64];
@@ -560,118 +610,454 @@ static void log_watch_file(struct log_inst *li)
 		li->wd_file = inotify_add_watch(li->ino_fd, li->path, mask);
 }
 
-/* Open the path as the log to follow, at its end or its start. 0 or -errno. */
-static int log_open_path(struct log_inst *li, bool at_end)
+/* The end of a byte stream: a last line without its newline counts. */
+static void log_flush_partial(struct log_inst *li)
 {
-	struct stat st;
-	int fd = open(li->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	if (li->carry > 0) {
+		li->buf[li->carry] = '\n';
+		log_scan(li, li->buf, li->carry + 1, false);
+	}
+	li->carry = 0;
+	li->skipping = false;
+}
 
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &st) < 0) {
-		int e = -errno;
-		close(fd);
-		return e;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		close(fd);
-		if (!li->warned_open)
-			li->host->log(li->ctx, VIGIL_LOG_WARN, "%s: not a regular file", li->path);
-		li->warned_open = true;
-		return -EINVAL;
-	}
-	if (li->cur.fd >= 0)
+/* Read fd from `off` from now on. At offset 0 it is another stream: the
+ * partial line of the previous one ends there. */
+static void log_switch(struct log_inst *li, int fd, const struct log_id *id, off_t off)
+{
+	fprintf(stderr, "DBG matches %zu\n", li->dbg_matches);
+	fprintf(stderr, "DBG switch fd %d ino %lu off %lld (cur fd %d ino %lu off %lld live %d)\n", fd, (unsigned long)id->ino, (long long)off, li->cur.fd, (unsigned long)li->cur.id.ino, (long long)li->cur.off, li->live.fd);
+	if (off == 0 && li->buf)
+		log_flush_partial(li);
+	if (li->cur.fd >= 0 && li->cur.fd != fd && li->cur.fd != li->live.fd)
 		close(li->cur.fd);
 	li->cur.fd = fd;
-	li->cur.dev = st.st_dev;
-	li->cur.ino = st.st_ino;
-	li->cur.off = at_end ? st.st_size : 0;
-	lseek(fd, li->cur.off, SEEK_SET);
+	li->cur.id = *id;
+	li->cur.off = off;
+	lseek(fd, off, SEEK_SET);
 	log_read_fingerprints(li);
 	if (li->ino_fd >= 0)
 		log_watch_file(li);
-	li->warned_open = false;
+}
+
+/* ------------------------------------------------------------ rotation */
+
+static int log_statx(int dirfd, const char *name, int flags, struct log_id *id, off_t *size,
+		     mode_t *mode)
+{
+	struct statx sx;
+
+	if (statx(dirfd, name, flags | AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS | STATX_BTIME, &sx) < 0)
+		return -errno;
+	id->dev = makedev(sx.stx_dev_major, sx.stx_dev_minor);
+	id->ino = sx.stx_ino;
+	id->btime = sx.stx_mask & STATX_BTIME
+			    ? (int64_t)sx.stx_btime.tv_sec * 1000000000 + sx.stx_btime.tv_nsec
+			    : 0;
+	*size = (off_t)sx.stx_size;
+	*mode = sx.stx_mode;
 	return 0;
 }
 
-/* The newest rotated copy (LOG.1, LOG-DATE...) holding what we read of the
- * log: at least cur.off bytes, the same first bytes and the same bytes before
- * cur.off. Its fd, or -1. */
-static int log_find_rotated(struct log_inst *li)
+/* Same file: device and inode, and the birth time where both are known (a
+ * deleted copy's inode number may be given to the next new file). */
+static bool log_id_eq(const struct log_id *a, const struct log_id *b)
 {
-	size_t blen = strlen(li->base);
-	struct timespec best_mtime = {0, 0};
-	int best = -1;
-	char tmp[LOG_FP];
+	return a->dev == b->dev && a->ino == b->ino &&
+	       (!a->btime || !b->btime || a->btime == b->btime);
+}
+
+static bool log_compressed(const char *name)
+{
+	static const char *const ext[] = {"gz", "bz2", "xz", "zst", "lz4", "lzma", "lz",
+					  "lzo", "Z", "zip", "br"};
+	const char *dot = strrchr(name, '.');
+
+	for (size_t i = 0; dot && i < sizeof ext / sizeof ext[0]; i++)
+		if (strcmp(dot + 1, ext[i]) == 0)
+			return true;
+	return false;
+}
+
+/* A rotated copy's name: LOG.N (num N), or LOG-<digit>... (dates,
+ * logrotate's .backup; num UINT64_MAX). Compressed copies are not read. */
+static bool log_sib_name(const struct log_inst *li, const char *n, uint64_t *num)
+{
+	char *end;
+
+	if (strncmp(n, li->base, li->base_len) != 0)
+		return false;
+	n += li->base_len;
+	if (n[0] == '.' && n[1] >= '0' && n[1] <= '9') {
+		errno = 0;
+		*num = strtoull(n + 1, &end, 10);
+		return *end == '\0' && errno == 0 && *num != UINT64_MAX;
+	}
+	if (n[0] == '-' && n[1] >= '0' && n[1] <= '9' && !log_compressed(n)) {
+		*num = UINT64_MAX;
+		return true;
+	}
+	return false;
+}
+
+/* Older first: by birth time where known; in a tie (timestamps are coarse)
+ * as logrotate names them: LOG-DATE by name before LOG.N, LOG.N by N falling. */
+static int log_sib_cmp(const struct log_sib *a, const struct log_sib *b)
+{
+	if (a->id.btime && b->id.btime && a->id.btime != b->id.btime)
+		return a->id.btime < b->id.btime ? -1 : 1;
+	if (a->num != b->num)
+		return a->num > b->num ? -1 : 1;
+	return a->num == UINT64_MAX ? strcmp(a->name, b->name) : 0;
+}
+
+static int log_scan_once(struct log_inst *li, struct log_sibs *s)
+{
 	DIR *d = opendir(li->dir);
 
+	s->n = 0;
 	if (!d)
-		return -1;
+		return -errno;
 	for (struct dirent *de; (de = readdir(d));) {
-		const char *n = de->d_name;
-		if (strncmp(n, li->base, blen) != 0)
+		uint64_t num;
+		mode_t mode;
+
+		if (!log_sib_name(li, de->d_name, &num))
 			continue;
-		if (strcmp(n + blen, ".1") != 0 && !(n[blen] == '-' && n[blen + 1] >= '0' &&
-						     n[blen + 1] <= '9'))
-			continue;
-		int fd = openat(dirfd(d), n, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-		struct stat st;
-		if (fd < 0)
-			continue;
-		bool ok = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size >= li->cur.off &&
-			  (st.st_ino != li->cur.ino || st.st_dev != li->cur.dev);
-		ok = ok && log_pread_full(fd, tmp, li->cur.head_len, 0) == (ssize_t)li->cur.head_len &&
-		     memcmp(tmp, li->cur.head, li->cur.head_len) == 0;
-		ok = ok && log_pread_full(fd, tmp, li->last_len, li->cur.off - (off_t)li->last_len) ==
-				   (ssize_t)li->last_len &&
-		     memcmp(tmp, li->last, li->last_len) == 0;
-		if (ok && (best < 0 || st.st_mtim.tv_sec > best_mtime.tv_sec ||
-			   (st.st_mtim.tv_sec == best_mtime.tv_sec &&
-			    st.st_mtim.tv_nsec > best_mtime.tv_nsec))) {
-			if (best >= 0)
-				close(best);
-			best = fd;
-			best_mtime = st.st_mtim;
-		} else {
-			close(fd);
+		if (s->n == s->cap) {
+			size_t cap = s->cap ? s->cap * 2 : 32;
+			struct log_sib *v = cap <= LOG_MAX_SIBS ? realloc(s->v, cap * sizeof *v) : NULL;
+			if (!v)
+				break; /* more than LOG_MAX_SIBS copies: the rest are not read */
+			s->v = v;
+			s->cap = cap;
 		}
+		struct log_sib *e = &s->v[s->n];
+		if (log_statx(dirfd(d), de->d_name, 0, &e->id, &e->size, &mode) < 0 ||
+		    !S_ISREG(mode))
+			continue;
+		e->num = num;
+		memcpy(e->name, de->d_name, strlen(de->d_name) + 1);
+		s->n++;
 	}
 	closedir(d);
+	return 0;
+}
+
+static bool log_sibs_same(const struct log_sibs *a, const struct log_sibs *b)
+{
+	if (a->n != b->n)
+		return false;
+	for (size_t i = 0; i < a->n; i++)
+		if (!log_id_eq(&a->v[i].id, &b->v[i].id) || strcmp(a->v[i].name, b->v[i].name))
+			return false;
+	return true;
+}
+
+static bool log_seen_has(const struct log_inst *li, const struct log_id *id)
+{
+	for (size_t i = 0; i < li->n_seen; i++)
+		if (log_id_eq(&li->seen[i], id))
+			return true;
+	return false;
+}
+
+static void log_seen_add(struct log_inst *li, const struct log_id *id)
+{
+	if (log_seen_has(li, id))
+		return;
+	if (li->n_seen == li->cap_seen) {
+		size_t cap = li->cap_seen ? li->cap_seen * 2 : 32;
+		struct log_id *v = cap <= LOG_MAX_SEEN ? realloc(li->seen, cap * sizeof *v) : NULL;
+		if (!v) {
+			if (!li->n_seen)
+				return;
+			/* forget the oldest */
+			memmove(li->seen, li->seen + 1, --li->n_seen * sizeof *li->seen);
+		} else {
+			li->seen = v;
+			li->cap_seen = cap;
+		}
+	}
+	li->seen[li->n_seen++] = *id;
+}
+
+/* Forget the files that are gone from the folder. */
+static void log_seen_prune(struct log_inst *li, const struct log_sibs *s)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < li->n_seen; i++) {
+		bool present = false;
+		for (size_t j = 0; j < s->n && !present; j++)
+			present = log_id_eq(&li->seen[i], &s->v[j].id);
+		if (present)
+			li->seen[k++] = li->seen[i];
+	}
+	li->n_seen = k;
+}
+
+/* The rotated copies in the folder now. readdir() while logrotate renames
+ * may show a file twice or not at all, so the folder is read until two
+ * readings agree. NULL when it cannot be read. */
+static const struct log_sibs *log_siblings(struct log_inst *li)
+{
+	struct log_sibs t;
+
+	if (log_scan_once(li, &li->sibs[0]) < 0)
+		return NULL;
+	for (int i = 0; i < LOG_SCAN_TRIES; i++) {
+		if (log_scan_once(li, &li->sibs[1]) < 0)
+			return NULL;
+		if (log_sibs_same(&li->sibs[0], &li->sibs[1])) {
+			log_seen_prune(li, &li->sibs[0]);
+			break;
+		}
+		t = li->sibs[0];
+		li->sibs[0] = li->sibs[1];
+		li->sibs[1] = t;
+	}
+	return &li->sibs[0];
+}
+
+/* Everything rotated so far came before what we read now. */
+static void log_seen_all(struct log_inst *li)
+{
+	const struct log_sibs *s = log_siblings(li);
+
+	for (size_t i = 0; s && i < s->n; i++)
+		log_seen_add(li, &s->v[i].id);
+}
+
+static bool log_unread(const struct log_inst *li, const struct log_id *id)
+{
+	return !log_seen_has(li, id) && !log_id_eq(id, &li->cur.id) &&
+	       (li->live.fd < 0 || !log_id_eq(id, &li->live.id));
+}
+
+/* The oldest rotated copy not read yet, or NULL. */
+static const struct log_sib *log_oldest_unread(struct log_inst *li, const struct log_sibs *s)
+{
+	const struct log_sib *best = NULL;
+
+	for (size_t i = 0; i < s->n; i++)
+		if (log_unread(li, &s->v[i].id) && (!best || log_sib_cmp(&s->v[i], best) < 0))
+			best = &s->v[i];
 	return best;
 }
 
-/* Truncated in place: read what we had not read yet from the rotated copy,
- * then the log again from its start. */
-static void log_truncated(struct log_inst *li)
+/* Open a rotated copy; -ESTALE when its name now belongs to another file. */
+static int log_open_sib(struct log_inst *li, const struct log_sib *e, off_t *size)
 {
-	int fd = li->cur.off > 0 ? log_find_rotated(li) : -1;
+	char p[PATH_MAX];
+	struct log_id id;
+	mode_t mode;
+	int fd;
 
-	if (fd >= 0) {
-		li->next = li->cur;
-		li->cur.fd = fd;
-		lseek(fd, li->cur.off, SEEK_SET);
-		li->recovering = true;
-		li->host->log(li->ctx, VIGIL_LOG_INFO, "%s truncated: reading the rest of the rotated copy",
-			      li->path);
-		return;
+	if ((size_t)snprintf(p, sizeof p, "%s/%s", li->dir, e->name) >= sizeof p)
+		return -ENAMETOOLONG;
+	fd = open(p, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	if (fd < 0)
+		return -errno;
+	if (log_statx(fd, "", AT_EMPTY_PATH, &id, size, &mode) < 0 || !log_id_eq(&id, &e->id)) {
+		close(fd);
+		return -ESTALE;
 	}
-	if (li->cur.off > 0)
-		li->host->log(li->ctx, VIGIL_LOG_INFO, "%s truncated: following it from its start",
-			      li->path);
-	li->cur.off = 0;
-	lseek(li->cur.fd, 0, SEEK_SET);
-	log_read_fingerprints(li);
+	return fd;
+}
+
+/* Open the path; its fd or -errno. */
+static int log_open_at_path(struct log_inst *li, struct log_id *id, off_t *size)
+{
+	mode_t mode;
+	int e, fd = open(li->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+
+	if (fd < 0)
+		return -errno;
+	e = log_statx(fd, "", AT_EMPTY_PATH, id, size, &mode);
+	if (e == 0 && !S_ISREG(mode)) {
+		if (!li->warned_open)
+			li->host->log(li->ctx, VIGIL_LOG_WARN, "%s: not a regular file", li->path);
+		li->warned_open = true;
+		e = -EINVAL;
+	}
+	if (e < 0) {
+		close(fd);
+		return e;
+	}
+	li->warned_open = false;
+	return fd;
+}
+
+/* Follow the file at the path, from its end or its start, taking whatever
+ * was rotated before as read. 0 or -errno. */
+static int log_open_path(struct log_inst *li, bool at_end)
+{
+	struct log_id id;
+	off_t size;
+	int fd = log_open_at_path(li, &id, &size);
+
+	if (fd < 0)
+		return fd;
+	log_seen_all(li);
+	log_switch(li, fd, &id, at_end ? size : 0);
+	return 0;
+}
+
+/* The truncated log continues what cur read (it was copied, not truncated
+ * yet): go on reading it at cur.off rather than from its start. */
+static bool log_continues(struct log_inst *li, int fd)
+{
+	struct stat st;
+	bool read_past;
+
+	if (fd == li->cur.fd || li->cur.off == 0 || fstat(fd, &st) < 0)
+		return false;
+	return log_holds_ours(li, fd, st.st_size, &read_past);
 }
 
 static void log_end_recovery(struct log_inst *li)
 {
-	close(li->cur.fd);
-	li->cur = li->next;
-	li->next.fd = -1;
+	struct log_src live = li->live;
+	off_t off = log_continues(li, live.fd) ? li->cur.off : 0;
+
+	li->live.fd = -1;
 	li->recovering = false;
-	li->cur.off = 0;
-	lseek(li->cur.fd, 0, SEEK_SET);
-	log_read_fingerprints(li);
+	log_switch(li, live.fd, &live.id, off);
+}
+
+/* cur was read to its end and is behind us: go on with the oldest rotated
+ * copy not read yet (made by rotations that happened before we got to run),
+ * then the truncated log (copytruncate) or the file at the path (a rename,
+ * or delete and create). The path is opened before the folder is read, so a
+ * file rotated before that open is among the copies. False when there is
+ * nothing to go on with yet. */
+static bool log_next_file(struct log_inst *li)
+{
+	for (int tries = 0; tries < LOG_SCAN_TRIES; tries++) {
+		struct log_id id;
+		off_t size;
+		int pfd = li->live.fd >= 0 ? -1 : log_open_at_path(li, &id, &size);
+		const struct log_sibs *s = log_siblings(li);
+		const struct log_sib *e = s ? log_oldest_unread(li, s) : NULL;
+
+		fprintf(stderr, "DBG next: pfd %d sibs %zu e %s seen %zu\n", pfd, s ? s->n : 0, e ? e->name : "-", li->n_seen);
+		if (e && pfd >= 0 && log_id_eq(&e->id, &id))
+			e = NULL; /* renamed back to the path meanwhile */
+		if (e) {
+			struct log_id eid = e->id;
+			int fd = log_open_sib(li, e, &size);
+			if (pfd >= 0)
+				close(pfd);
+			if (fd == -ESTALE)
+				continue;
+			log_seen_add(li, &eid); /* read now, or unreadable: skipped */
+			if (fd >= 0) {
+				log_switch(li, fd, &eid, 0);
+				return true;
+			}
+			continue;
+		}
+		if (li->live.fd >= 0) {
+			log_end_recovery(li);
+			return true;
+		}
+		if (pfd < 0)
+			return false;
+		log_switch(li, pfd, &id, 0);
+		return true;
+	}
+	if (li->live.fd >= 0) {
+		log_end_recovery(li);
+		return true;
+	}
+	return false;
+}
+
+/* Read to the end: when the path names another file now, cur is done. */
+static bool log_follow(struct log_inst *li)
+{
+	struct stat st;
+
+	if (stat(li->path, &st) < 0)
+		return false; /* gone: wait for the next file to appear */
+	if (!(st.st_dev == li->cur.id.dev && st.st_ino == li->cur.id.ino)) fprintf(stderr, "DBG follow: moved\n");
+	if (st.st_dev == li->cur.id.dev && st.st_ino == li->cur.id.ino)
+		return false;
+	log_seen_add(li, &li->cur.id);
+	return log_next_file(li);
+}
+
+/* The newest rotated copy holding what we read, up to cur.off at least
+ * (*fd open on it), or failing that the newest holding the start of it
+ * only, taken before we read the rest (*fd -1: nothing left to read in it).
+ * NULL when none holds our first bytes. */
+static const struct log_sib *log_find_copy(struct log_inst *li, const struct log_sibs *s,
+					   int *fd)
+{
+	const struct log_sib *best = NULL, *past = NULL;
+
+	*fd = -1;
+	for (size_t i = 0; i < s->n; i++) {
+		const struct log_sib *e = &s->v[i];
+		off_t size;
+		bool read_past;
+
+		if (e->size < (off_t)li->cur.head_len || (best && log_sib_cmp(e, best) < 0))
+			continue;
+		int f = log_open_sib(li, e, &size);
+		if (f < 0)
+			continue;
+		if (log_holds_ours(li, f, size, &read_past)) {
+			if (*fd >= 0)
+				close(*fd);
+			best = e;
+			*fd = f;
+			continue;
+		}
+		if (read_past && (!past || log_sib_cmp(e, past) > 0))
+			past = e;
+		close(f);
+	}
+	return best ? best : past;
+}
+
+/* Truncated in place (copytruncate): the log is kept open as `live`; what
+ * we had not read is taken from the rotated copy holding what we read, then
+ * from the copies made after it, oldest first, then the log from its start.
+ * The copy is found by content (first bytes, and the bytes before our
+ * offset), wherever further rotations moved it (LOG.1, LOG.3, LOG-DATE). */
+static void log_truncated(struct log_inst *li)
+{
+	const struct log_sibs *s = li->cur.off > 0 ? log_siblings(li) : NULL;
+	int fd = -1;
+	const struct log_sib *copy = s ? log_find_copy(li, s, &fd) : NULL;
+	struct log_id id;
+
+	li->live = li->cur;
+	li->recovering = true;
+	if (copy) {
+		/* it and the copies before it hold nothing we have not read */
+		id = copy->id;
+		for (size_t i = 0; i < s->n; i++)
+			if (log_sib_cmp(&s->v[i], copy) <= 0)
+				log_seen_add(li, &s->v[i].id);
+	} else if (li->cur.off > 0 && !li->warned_lost) {
+		/* deleted by logrotate's `rotate N` before we got to run, compressed,
+		 * or moved to an olddir: those lines are gone for us */
+		li->warned_lost = true;
+		li->host->log(li->ctx, VIGIL_LOG_WARN,
+			      "%s truncated and no rotated copy holds the lines not read yet "
+			      "(deleted, compressed or moved away): they are skipped",
+			      li->path);
+	}
+	if (fd >= 0) {
+		li->host->log(li->ctx, VIGIL_LOG_INFO,
+			      "%s truncated: reading the rest of the rotated copy", li->path);
+		log_switch(li, fd, &id, li->cur.off);
+		return;
+	}
+	log_next_file(li);
 }
 
 /* Shorter than our offset, or other first bytes: truncated (and maybe
@@ -695,19 +1081,6 @@ static bool log_is_truncated(struct log_inst *li)
 		li->cur.head_len = (size_t)r;
 	}
 	return false;
-}
-
-/* Read to the end: is there another file at the path now? Then follow it
- * from its start. */
-static bool log_path_moved(struct log_inst *li)
-{
-	struct stat st;
-
-	if (stat(li->path, &st) < 0)
-		return false;
-	if (st.st_dev == li->cur.dev && st.st_ino == li->cur.ino)
-		return false;
-	return log_open_path(li, false) == 0;
 }
 
 static ssize_t log_read_block(struct log_inst *li)
@@ -735,7 +1108,7 @@ static bool log_check(struct log_inst *li, size_t budget)
 	for (;;) {
 		ssize_t n = 0;
 
-		if (li->cur.fd < 0 && log_open_path(li, false) < 0)
+		if (li->cur.fd < 0 && !log_next_file(li))
 			return false;
 		if (!li->recovering && log_is_truncated(li))
 			log_truncated(li);
@@ -754,9 +1127,7 @@ static bool log_check(struct log_inst *li, size_t budget)
 			return false;
 		}
 		li->warned_read = false;
-		if (li->recovering)
-			log_end_recovery(li);
-		else if (!log_path_moved(li))
+		if (li->recovering ? !log_next_file(li) : !log_follow(li))
 			return false;
 	}
 }
@@ -883,6 +1254,7 @@ static int log_split_path(struct log_inst *li, const char *path, char *err, size
 	}
 	li->path = strdup(path);
 	li->base = strdup(slash ? slash + 1 : path);
+	li->base_len = li->base ? strlen(li->base) : 0;
 	if (!slash)
 		li->dir = strdup(".");
 	else if (slash == path)
@@ -944,7 +1316,7 @@ static int log_create(const struct vigil_host *host, struct vigil_ctx *ctx,
 		return -ENOMEM;
 	li->host = host;
 	li->ctx = ctx;
-	li->ino_fd = li->wd_dir = li->wd_file = li->cur.fd = li->next.fd = -1;
+	li->ino_fd = li->wd_dir = li->wd_file = li->cur.fd = li->live.fd = -1;
 	rc = v ? log_split_path(li, v->text, err, errlen) : -EINVAL;
 	if (!v)
 		snprintf(err, errlen, "path: required");
@@ -1008,7 +1380,8 @@ static int log_start(void *instance, char *err, size_t errlen)
 		log_retry_arm(li);
 	/* a log that exists now is followed from its end (unless from=start);
 	 * one that appears later is read from its start */
-	log_open_path(li, !li->from_start);
+	if (log_open_path(li, !li->from_start) < 0)
+		log_seen_all(li);
 	li->last_output_ms = li->host->now_ms(li->ctx);
 	log_stall_arm(li);
 	log_kick(li);
@@ -1057,12 +1430,7 @@ static enum vigil_settle log_settle(void *instance)
 	if (li->buf) {
 		log_check(li, SIZE_MAX);
 		/* the job is over: a last line without its newline counts */
-		if (li->carry > 0) {
-			li->buf[li->carry] = '\n';
-			log_scan(li, li->buf, li->carry + 1, false);
-		}
-		li->carry = 0;
-		li->skipping = false;
+		log_flush_partial(li);
 	}
 	if (li->pend)
 		log_emit_progress(li, li->pend_value, li->pend_pct);
@@ -1085,8 +1453,11 @@ static void log_destroy(void *instance)
 	}
 	if (li->cur.fd >= 0)
 		close(li->cur.fd);
-	if (li->next.fd >= 0)
-		close(li->next.fd);
+	if (li->live.fd >= 0 && li->live.fd != li->cur.fd)
+		close(li->live.fd);
+	free(li->seen);
+	free(li->sibs[0].v);
+	free(li->sibs[1].v);
 	for (int p = 0; p < PAT_N; p++) {
 		pcre2_match_data_free(li->pat[p].md);
 		pcre2_code_free(li->pat[p].re);

@@ -140,6 +140,7 @@ class Base(unittest.TestCase):
         self.watches = []
 
     def tearDown(self):
+        self.doCleanups()  # umounts first, so rmtree below can remove the folders
         for w in self.watches:
             w.close()
         for p in self.procs:

@@ -103,7 +103,8 @@ class PackageTest(unittest.TestCase):
         return unit[0]
 
     def verify_unit(self, unit):
-        text = open(unit).read()
+        with open(unit) as f:
+            text = f.read()
         for want in ("Type=notify", "ProtectSystem=strict", "NoNewPrivileges=yes",
                      "PrivateTmp=yes", "StateDirectory=vigil", "RuntimeDirectory=vigil",
                      "CapabilityBoundingSet=CAP_NET_ADMIN CAP_KILL CAP_SYS_PTRACE "

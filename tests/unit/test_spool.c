@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -173,47 +174,159 @@ static void test_folder_name_hides_url(void **state)
 	assert_null(strchr(a, '/'));
 }
 
+struct replay {
+	char ids[16][EVENT_ID_LEN];
+	struct spool_seg *seg[16];
+	uint32_t index[16];
+	size_t n;
+};
+
+static void on_replay(void *data, struct spool_seg *seg, uint32_t index,
+		      struct stored_record *rec, char *host)
+{
+	struct replay *rp = data;
+
+	assert_true(rp->n < 16);
+	snprintf(rp->ids[rp->n], EVENT_ID_LEN, "%s", rec->rec.id);
+	rp->seg[rp->n] = seg;
+	rp->index[rp->n++] = index;
+	record_free(rec);
+	free(host);
+}
+
+static void seg_path(char *out, size_t len, const char *dir, const struct spool_seg *g)
+{
+	snprintf(out, len, "%s/%s/%s", root, dir, spool_seg_name(g));
+}
+
+/* A batch is one segment file; a delivered record, once flushed, is not
+ * handed out again; an orphan is adopted in order; a segment goes when its
+ * last record is done. */
 static void test_write_adopt_bury(void **state)
 {
 	struct spool *s1, *s2;
-	struct spool_item it[3];
-	struct made m[3];
-	char err[200], **names;
-	size_t n;
+	struct spool_item it[3], it2[1];
+	struct replay rp = {0};
+	struct made m[4];
+	char err[200];
+	size_t bad;
 
 	(void)state;
 	assert_int_equal(spool_open(root, "hook", &s1, err, sizeof(err)), 0);
 	assert_true(spool_is_owner(s1));
+	for (int i = 0; i < 4; i++)
+		make(&m[i], "match", "x");
+	for (int i = 0; i < 3; i++)
+		it[i] = (struct spool_item){.rec = &m[i].rec};
+	it2[0] = (struct spool_item){.rec = &m[3].rec};
+	assert_int_equal(spool_write(s1, it, 3), 0);
+	assert_int_equal(spool_write(s1, it2, 1), 0);
+	assert_int_equal(count_dir("hook"), 2); /* two batches, two files */
+	assert_ptr_equal(it[0].seg, it[2].seg);
+	assert_int_equal(it[2].index, 2);
+	assert_true(strcmp(spool_seg_name(it[0].seg), spool_seg_name(it2[0].seg)) < 0);
+	/* A second process: not the owner, and s1's segments are not orphans. */
+	assert_int_equal(spool_open(root, "hook", &s2, err, sizeof(err)), 0);
+	assert_false(spool_is_owner(s2));
+	assert_false(spool_try_own(s2));
+	spool_done(s1, it[1].seg, it[1].index);
+	assert_true(spool_dirty(s1));
+	assert_int_equal(spool_flush(s1), 0);
+	assert_false(spool_dirty(s1));
+	spool_close(s1);
+	/* s1 is gone: s2 takes over and replays what was not delivered, in order. */
+	assert_true(spool_try_own(s2));
+	assert_int_equal(spool_adopt(s2, on_replay, &rp, &bad), 0);
+	assert_int_equal(bad, 0);
+	assert_int_equal(rp.n, 3);
+	assert_string_equal(rp.ids[0], m[0].id);
+	assert_string_equal(rp.ids[1], m[2].id);
+	assert_string_equal(rp.ids[2], m[3].id);
+	assert_int_equal(spool_bury(s2, rp.seg[0], rp.index[0], &m[0].rec), 0);
+	assert_int_equal(count_dir("hook/dead"), 1);
+	assert_int_equal(count_dir("hook"), 2);
+	spool_done(s2, rp.seg[1], rp.index[1]); /* the first segment is all done */
+	assert_int_equal(count_dir("hook"), 1);
+	spool_done(s2, rp.seg[2], rp.index[2]);
+	assert_int_equal(count_dir("hook"), 0);
+	spool_close(s2);
+	for (int i = 0; i < 4; i++)
+		buf_free(&m[i].json);
+}
+
+/* A torn or corrupt record ends what is trusted in its segment; the records
+ * before it are replayed. */
+static void test_torn_segment(void **state)
+{
+	struct spool *s1, *s2;
+	struct spool_item it[3];
+	struct replay rp = {0};
+	struct made m[3];
+	char err[200], path[512];
+	struct stat st;
+	size_t bad;
+	FILE *f;
+
+	(void)state;
+	assert_int_equal(spool_open(root, "torn", &s1, err, sizeof(err)), 0);
 	for (int i = 0; i < 3; i++) {
 		make(&m[i], "match", "x");
 		it[i] = (struct spool_item){.rec = &m[i].rec};
 	}
 	assert_int_equal(spool_write(s1, it, 3), 0);
-	assert_int_equal(count_dir("hook"), 3);
-	assert_true(strcmp(it[0].name, it[1].name) < 0 && strcmp(it[1].name, it[2].name) < 0);
-	/* A second process: not the owner, and s1's files are not orphans. */
-	assert_int_equal(spool_open(root, "hook", &s2, err, sizeof(err)), 0);
-	assert_false(spool_is_owner(s2));
-	assert_false(spool_try_own(s2));
-	assert_int_equal(spool_remove(s1, it[1].name), 0);
+	seg_path(path, sizeof(path), "torn", it[0].seg);
+	assert_int_equal(stat(path, &st), 0);
+	/* Flip a byte of the last record, cut the tail of nothing else. */
+	f = fopen(path, "r+");
+	assert_non_null(f);
+	assert_int_equal(fseek(f, st.st_size - 10, SEEK_SET), 0);
+	fputc('#', f);
+	fclose(f);
 	spool_close(s1);
-	/* s1 is gone: s2 takes over and adopts what it left, in order. */
-	assert_true(spool_try_own(s2));
-	assert_int_equal(spool_adopt(s2, &names, &n), 0);
-	assert_int_equal(n, 2);
-	assert_int_equal(strncmp(names[0], m[0].id, 32), 0);
-	assert_int_equal(strncmp(names[1], m[2].id, 32), 0);
-	struct stored_record *r;
-	char *host;
-	assert_int_equal(spool_load(s2, names[1], &r, &host, err, sizeof(err)), 0);
-	assert_string_equal(r->rec.id, m[2].id);
-	record_free(r);
-	free(host);
-	assert_int_equal(spool_bury(s2, names[0]), 0);
-	assert_int_equal(count_dir("hook"), 1);
-	assert_int_equal(count_dir("hook/dead"), 1);
-	spool_names_free(names, n);
+	assert_int_equal(spool_open(root, "torn", &s2, err, sizeof(err)), 0);
+	assert_int_equal(spool_adopt(s2, on_replay, &rp, &bad), 0);
+	assert_int_equal(bad, 1);
+	assert_int_equal(rp.n, 2);
+	assert_string_equal(rp.ids[1], m[1].id);
+	spool_done(s2, rp.seg[0], rp.index[0]);
+	spool_done(s2, rp.seg[1], rp.index[1]);
+	assert_int_equal(count_dir("torn"), 0);
 	spool_close(s2);
+	for (int i = 0; i < 3; i++)
+		buf_free(&m[i].json);
+}
+
+static void count_cb(void *data, const char *name, size_t pending, size_t dead)
+{
+	size_t *c = data;
+
+	(void)name;
+	c[0] += pending;
+	c[1] += dead;
+}
+
+/* vigil status counts records, not files. */
+static void test_count_records(void **state)
+{
+	struct spool *s;
+	struct spool_item it[3];
+	struct made m[3];
+	char err[200];
+	size_t c[2] = {0, 0};
+
+	(void)state;
+	assert_int_equal(spool_open(root, "cnt", &s, err, sizeof(err)), 0);
+	for (int i = 0; i < 3; i++) {
+		make(&m[i], "match", "x");
+		it[i] = (struct spool_item){.rec = &m[i].rec};
+	}
+	assert_int_equal(spool_write(s, it, 3), 0);
+	assert_int_equal(spool_bury(s, it[0].seg, it[0].index, &m[0].rec), 0);
+	spool_flush(s);
+	assert_int_equal(spool_count_all(root, count_cb, c), 0);
+	assert_int_equal(c[0], 2);
+	assert_int_equal(c[1], 1);
+	spool_close(s);
 	for (int i = 0; i < 3; i++)
 		buf_free(&m[i].json);
 }
@@ -331,14 +444,14 @@ static void test_queue_spools_before_first_attempt(void **state)
 	assert_null(last_mock);
 	assert_int_equal(count_dir("t"), 0);
 	loop_run_once(r.loop, 1000);
-	assert_int_equal(count_dir("t"), 4);
+	assert_int_equal(count_dir("t"), 1); /* one segment for the batch */
 	assert_non_null(last_mock);
 	/* parallel = 2: two in flight, in order. */
 	assert_int_equal(last_mock->n, 2);
 	assert_string_equal(last_mock->ids[0], m[0].id);
 	assert_string_equal(last_mock->ids[1], m[1].id);
 	notifier_delivered(r.n, last_mock->tokens[1], VIGIL_DELIVERED, "200", -1);
-	assert_int_equal(count_dir("t"), 3);
+	assert_int_equal(count_dir("t"), 1);
 	/* `finished` is a barrier: not while m[0] is in flight. */
 	assert_int_equal(last_mock->n, 2);
 	notifier_delivered(r.n, last_mock->tokens[0], VIGIL_DELIVERED, "200", -1);
@@ -373,6 +486,8 @@ int main(void)
 		cmocka_unit_test(test_decode_keeps_types),
 		cmocka_unit_test(test_folder_name_hides_url),
 		cmocka_unit_test_setup_teardown(test_write_adopt_bury, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_torn_segment, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_count_records, setup, teardown),
 		cmocka_unit_test(test_on_filter),
 		cmocka_unit_test_setup_teardown(test_queue_spools_before_first_attempt, setup,
 						teardown),
