@@ -167,9 +167,13 @@ def main():
     conf = os.path.join(tmp, "conf.d")
     os.mkdir(conf)
     ini = os.path.join(tmp, "vigil.ini")
+    # Run records on tmpfs, as /run/vigil is on a systemd host (on a disk file
+    # system every event's record rename costs about half a millisecond).
+    state = tempfile.mkdtemp(prefix="vigil-bench-state-",
+                             dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
     with open(ini, "w") as f:
-        f.write("[agent]\nconf_dir = %s\nstate_dir = %s/state\nspool_dir = %s/spool\n"
-                "[defaults]\nnotify = json\n" % (conf, tmp, tmp))
+        f.write("[agent]\nconf_dir = %s\nstate_dir = %s\nspool_dir = %s/spool\n"
+                "[defaults]\nnotify = json\n" % (conf, state, tmp))
     results, agent, tails, pgid = {}, None, [], 0
     try:
         t = time.monotonic()
@@ -228,8 +232,10 @@ def main():
         known = [e for e in exited if e.get("signal") == "SIGTERM"]
         results["exits_reported"] = len(exited)
         results["exits_with_status"] = len(known)
-        results["last_exit_s"] = (max(event_time(e) for e in exited) - kill_wall
-                                  if exited else float("nan"))
+        lat = sorted(event_time(e) - kill_wall for e in exited)
+        results["last_exit_s"] = lat[-1] if lat else float("nan")
+        results["p50_exit_s"] = lat[len(lat) // 2] if lat else float("nan")
+        results["p90_exit_s"] = lat[len(lat) * 9 // 10] if lat else float("nan")
         if tails_done is not None:
             results["tail_last_exit_s"] = tails_done
         agent.send_signal(signal.SIGTERM)
@@ -252,6 +258,7 @@ def main():
             except (ProcessLookupError, ChildProcessError):
                 pass
         shutil.rmtree(tmp, True)
+        shutil.rmtree(state, True)
     report(n, results)
     ok = (results["agent_rss_mb"] <= TARGET_RSS_MB and
           results["idle_cpu_pct"] <= TARGET_IDLE_CPU and
@@ -279,6 +286,8 @@ def report(n, r):
         ("last exit reported after kill", "%.2f s" % r["last_exit_s"],
          "<= %.1f s" % TARGET_LAST_EXIT_S,
          "%.2f s" % r["tail_last_exit_s"] if "tail_last_exit_s" in r else "-"),
+        ("exit reported after kill: p50 / p90", "%.2f s / %.2f s" % (r["p50_exit_s"],
+                                                                    r["p90_exit_s"]), "", ""),
         ("agent CPU during mass exit", "%.2f s" % r["agent_cpu_mass_exit_s"], "", ""),
         ("agent exit status after SIGTERM", "%d" % r["agent_exit"], "0", ""),
     ]

@@ -254,15 +254,18 @@ class DeliveryTest(unittest.TestCase):
                            "on = failed, timeout\n" % rec.url)
             t = self.target()
             p = self.watch(t, self.joblog(2), ["picky", "json"], ini)
-            # Both ERR lines seen before the target goes: else the run ends
-            # with no failure seen (outcome unknown, which `on` filters out).
+            # The target is attached and both ERR lines seen before it goes:
+            # else the run ends unknown (killed before the pid detector found
+            # it, or no failure seen), which `on` filters out. The log is read
+            # at start, so the matches may come before `attached`.
             kinds = []
-            while kinds.count("match") < 2:
+            while kinds.count("match") < 2 or "attached" not in kinds:
                 line = p.stdout.readline()
                 self.assertTrue(line, "vigil ended early")
                 kinds.append(json.loads(line)["kind"])
             out, err = self.finish(t, p)
             bodies = rec.bodies()
+            self.assertTrue(bodies, "nothing received; vigil said: %s\n%s" % (out[-1500:], err))
             # Only the failed finish (ERR lines are failures), not matches.
             self.assertEqual([b["kind"] for b in bodies], ["finished"])
             self.assertEqual(bodies[0]["outcome"], "failed")
