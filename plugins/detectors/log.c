@@ -8,11 +8,26 @@
  * line stays in front of the buffer until its newline arrives; a line longer
  * than max_line is cut there and the rest skipped up to its newline.
  *
- * Rotation, with no line lost or repeated: a new file at the path is opened
- * only after the old one was read to its end through the open descriptor
- * (rename+create, delete+recreate); a truncation (copytruncate) is detected by
- * size or by the first bytes changing, and the bytes not read yet are taken
- * from the rotated copy (LOG.1, LOG-DATE) when its content is ours.
+ * Rotation, with no line lost or repeated, even when several rotations
+ * happened before the loop got to run:
+ * - rename+create, delete+recreate: the old file is read to its end through
+ *   the open descriptor; then the rotated copies (LOG.N, LOG-DATE...) made
+ *   after it and not read yet, oldest first, then the file at the path. Files
+ *   are told apart by device, inode and birth time; the copies that existed
+ *   when we started, or that we read, are remembered as read. A renamed file
+ *   is watched for LOG_LATE_MS more, for a writer that opened it before the
+ *   rename and appends to it after we left it.
+ * - copytruncate: a truncation is detected by size or by the first bytes
+ *   changing; the copy holding what we read (same first bytes, same bytes
+ *   before our offset) is found by content wherever further rotations moved
+ *   it (LOG.3...), the rest of it is read, then the copies made after it,
+ *   then the log from its start.
+ * Limits: a copy deleted (logrotate's `rotate N`, maxage) or compressed
+ * before we got to it, or moved to an olddir, cannot be read: for a
+ * truncation that is logged once; compressed copies are never read; lines
+ * written between logrotate's copy and its truncate are lost by logrotate
+ * itself; a writer appending to a renamed file longer than LOG_LATE_MS after
+ * we left it is not followed.
  */
 #define PCRE2_CODE_UNIT_WIDTH 8
 
@@ -45,6 +60,8 @@
 #define LOG_MAX_SIBS 1024           /* rotated copies looked at */
 #define LOG_MAX_SEEN 4096           /* rotated copies remembered as read */
 #define LOG_SCAN_TRIES 4            /* readings of the folder until two agree */
+#define LOG_LATE_N 4                /* renamed files watched for late writes */
+#define LOG_LATE_MS 10000           /* ... for this long after we left them */
 
 enum { PAT_FAILURE, PAT_SUCCESS, PAT_PROGRESS, PAT_N };
 
@@ -97,6 +114,14 @@ struct log_sibs {
 	size_t n, cap;
 };
 
+/* A renamed file we read to its end: a writer that opened it before the
+ * rename may still append to it. */
+struct log_late {
+	int fd, wd;
+	off_t off;
+	int64_t left_ms;
+};
+
 struct log_inst {
 	const struct vigil_host *host;
 	struct vigil_ctx *ctx;
@@ -117,6 +142,8 @@ struct log_inst {
 	struct log_id *seen; /* rotated copies read already, or older than cur */
 	size_t n_seen, cap_seen;
 	struct log_sibs sibs[2];
+	struct log_late late[LOG_LATE_N];
+	bool leaving; /* cur is left behind, not closed, at the next switch */
 	char last[LOG_FP];   /* the bytes just before cur.off */
 	size_t last_len;
 
@@ -128,7 +155,7 @@ struct log_inst {
 	struct vigil_bytes *tail_vec;
 	size_t ring_pos, ring_count;
 
-	int64_t resume_timer, retry_timer, stall_timer, progress_timer;
+	int64_t resume_timer, retry_timer, stall_timer, progress_timer, late_timer;
 	int64_t last_output_ms;
 	bool stalled, exited;
 
@@ -137,7 +164,6 @@ struct log_inst {
 	int64_t prog_ms;
 
 	bool warned_read, warned_match, warned_open, warned_lost;
-	size_t dbg_matches;
 };
 
 static bool log_check(struct log_inst *li, size_t budget);
@@ -232,7 +258,6 @@ static void log_emit_match(struct log_inst *li, int p, const char *line, size_t 
 	};
 
 	log_quote(msg + k, sizeof msg - (size_t)k, line, n);
-	li->dbg_matches++;
 	li->host->emit(li->ctx, &ev);
 }
 
@@ -621,16 +646,127 @@ static void log_flush_partial(struct log_inst *li)
 	li->skipping = false;
 }
 
+static int64_t log_late_cb(void *data);
+
+/* cur is left behind after a rename: watch it a while for late writes. */
+static void log_late_add(struct log_inst *li)
+{
+	struct log_late *l = &li->late[0];
+
+	for (size_t i = 1; i < LOG_LATE_N && l->fd >= 0; i++)
+		if (li->late[i].fd < 0 || li->late[i].left_ms < l->left_ms)
+			l = &li->late[i];
+	if (l->fd >= 0) {
+		if (l->wd >= 0)
+			inotify_rm_watch(li->ino_fd, l->wd);
+		close(l->fd);
+	}
+	l->fd = li->cur.fd;
+	l->off = li->cur.off;
+	l->wd = li->wd_file; /* its IN_MODIFY still wakes us */
+	l->left_ms = li->host->now_ms(li->ctx);
+	li->wd_file = -1;
+	if (!li->late_timer) {
+		int64_t id = li->host->add_timer(li->ctx, LOG_LATE_MS, log_late_cb, li);
+		li->late_timer = id > 0 ? id : 0;
+	}
+}
+
+static void log_late_close(struct log_inst *li, struct log_late *l)
+{
+	if (l->wd >= 0 && l->wd != li->wd_file && l->wd != li->wd_dir)
+		inotify_rm_watch(li->ino_fd, l->wd);
+	close(l->fd);
+	l->fd = l->wd = -1;
+}
+
+/* Lines appended to a file we had left: read them between two blocks of
+ * the current one, as a stream of their own. */
+static size_t log_late_read(struct log_inst *li, struct log_late *l, off_t size, size_t budget)
+{
+	size_t keep = li->carry, done = 0;
+	bool skip = li->skipping;
+	char *stash = keep ? malloc(keep) : NULL;
+
+	if (keep && !stash)
+		return 0; /* next time */
+	if (keep)
+		memcpy(stash, li->buf, keep);
+	li->carry = 0;
+	li->skipping = false;
+	while (l->off < size && done < budget) {
+		size_t want = (uint64_t)(size - l->off) < LOG_BLOCK ? (size_t)(size - l->off) : LOG_BLOCK;
+		ssize_t n = log_pread_full(l->fd, li->buf + li->carry, want, l->off);
+		if (n <= 0)
+			break;
+		l->off += n;
+		done += (size_t)n;
+		log_note_output(li);
+		log_feed(li, (size_t)n);
+	}
+	log_flush_partial(li);
+	if (keep)
+		memcpy(li->buf, stash, keep);
+	free(stash);
+	li->carry = keep;
+	li->skipping = skip;
+	return done;
+}
+
+/* Read what was appended to the files we left; forget those left long ago.
+ * One fstat each per callback, none per line. Bytes read. */
+static size_t log_late_check(struct log_inst *li, size_t budget)
+{
+	int64_t now = li->host->now_ms(li->ctx);
+	size_t done = 0;
+	struct stat st;
+
+	for (size_t i = 0; i < LOG_LATE_N; i++) {
+		struct log_late *l = &li->late[i];
+		if (l->fd < 0)
+			continue;
+		if (fstat(l->fd, &st) < 0) {
+			log_late_close(li, l);
+			continue;
+		}
+		if (st.st_size < l->off)
+			l->off = st.st_size; /* truncated: what follows is new */
+		if (st.st_size > l->off && done < budget)
+			done += log_late_read(li, l, st.st_size, budget - done);
+		if (now - l->left_ms >= LOG_LATE_MS && l->off >= st.st_size)
+			log_late_close(li, l);
+	}
+	return done;
+}
+
+static int64_t log_late_cb(void *data)
+{
+	struct log_inst *li = data;
+	int64_t next = -1, now = li->host->now_ms(li->ctx);
+
+	log_late_check(li, SIZE_MAX);
+	for (size_t i = 0; i < LOG_LATE_N; i++)
+		if (li->late[i].fd >= 0 && (next < 0 || li->late[i].left_ms + LOG_LATE_MS - now < next))
+			next = li->late[i].left_ms + LOG_LATE_MS - now;
+	if (next >= 0)
+		return next > 0 ? next : 1;
+	li->late_timer = 0;
+	return VIGIL_TIMER_DONE;
+}
+
 /* Read fd from `off` from now on. At offset 0 it is another stream: the
  * partial line of the previous one ends there. */
 static void log_switch(struct log_inst *li, int fd, const struct log_id *id, off_t off)
 {
-	fprintf(stderr, "DBG matches %zu\n", li->dbg_matches);
-	fprintf(stderr, "DBG switch fd %d ino %lu off %lld (cur fd %d ino %lu off %lld live %d)\n", fd, (unsigned long)id->ino, (long long)off, li->cur.fd, (unsigned long)li->cur.id.ino, (long long)li->cur.off, li->live.fd);
 	if (off == 0 && li->buf)
 		log_flush_partial(li);
-	if (li->cur.fd >= 0 && li->cur.fd != fd && li->cur.fd != li->live.fd)
-		close(li->cur.fd);
+	if (li->cur.fd >= 0 && li->cur.fd != fd && li->cur.fd != li->live.fd) {
+		if (li->leaving)
+			log_late_add(li);
+		else
+			close(li->cur.fd);
+	}
+	li->leaving = false;
 	li->cur.fd = fd;
 	li->cur.id = *id;
 	li->cur.off = off;
@@ -941,7 +1077,6 @@ static bool log_next_file(struct log_inst *li)
 		const struct log_sibs *s = log_siblings(li);
 		const struct log_sib *e = s ? log_oldest_unread(li, s) : NULL;
 
-		fprintf(stderr, "DBG next: pfd %d sibs %zu e %s seen %zu\n", pfd, s ? s->n : 0, e ? e->name : "-", li->n_seen);
 		if (e && pfd >= 0 && log_id_eq(&e->id, &id))
 			e = NULL; /* renamed back to the path meanwhile */
 		if (e) {
@@ -981,11 +1116,13 @@ static bool log_follow(struct log_inst *li)
 
 	if (stat(li->path, &st) < 0)
 		return false; /* gone: wait for the next file to appear */
-	if (!(st.st_dev == li->cur.id.dev && st.st_ino == li->cur.id.ino)) fprintf(stderr, "DBG follow: moved\n");
 	if (st.st_dev == li->cur.id.dev && st.st_ino == li->cur.id.ino)
 		return false;
 	log_seen_add(li, &li->cur.id);
-	return log_next_file(li);
+	li->leaving = true;
+	bool moved = log_next_file(li);
+	li->leaving = false;
+	return moved;
 }
 
 /* The newest rotated copy holding what we read, up to cur.off at least
@@ -1105,6 +1242,7 @@ static bool log_check(struct log_inst *li, size_t budget)
 {
 	size_t done = 0;
 
+	done += log_late_check(li, budget);
 	for (;;) {
 		ssize_t n = 0;
 
@@ -1317,6 +1455,8 @@ static int log_create(const struct vigil_host *host, struct vigil_ctx *ctx,
 	li->host = host;
 	li->ctx = ctx;
 	li->ino_fd = li->wd_dir = li->wd_file = li->cur.fd = li->live.fd = -1;
+	for (size_t i = 0; i < LOG_LATE_N; i++)
+		li->late[i].fd = li->late[i].wd = -1;
 	rc = v ? log_split_path(li, v->text, err, errlen) : -EINVAL;
 	if (!v)
 		snprintf(err, errlen, "path: required");
@@ -1442,7 +1582,7 @@ static void log_destroy(void *instance)
 {
 	struct log_inst *li = instance;
 	int64_t *timers[] = {&li->resume_timer, &li->retry_timer, &li->stall_timer,
-			     &li->progress_timer};
+			     &li->progress_timer, &li->late_timer};
 
 	for (size_t i = 0; i < sizeof timers / sizeof timers[0]; i++)
 		if (*timers[i] > 0)
@@ -1455,6 +1595,9 @@ static void log_destroy(void *instance)
 		close(li->cur.fd);
 	if (li->live.fd >= 0 && li->live.fd != li->cur.fd)
 		close(li->live.fd);
+	for (size_t i = 0; i < LOG_LATE_N; i++)
+		if (li->late[i].fd >= 0)
+			close(li->late[i].fd);
 	free(li->seen);
 	free(li->sibs[0].v);
 	free(li->sibs[1].v);

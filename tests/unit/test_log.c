@@ -270,13 +270,14 @@ static void test_invalid_utf8(void **state)
 	assert_memory_equal(l.ptr, bad, l.len);
 }
 
-/* Every number 0..n-1 seen exactly once in "line N completed". */
-static void assert_each_once(struct t *t, int n)
+/* Every number 0..n-1 but those in [gap_from, gap_to) seen exactly once in
+ * "line N completed"; in increasing order when `ordered`. */
+static void assert_lines(struct t *t, int n, int gap_from, int gap_to, bool ordered)
 {
-	int *seen = calloc((size_t)n, sizeof(int));
+	int *seen = calloc((size_t)n, sizeof(int)), prev = -1;
 
 	assert_non_null(seen);
-	assert_int_equal(count_kind(t->fh, VIGIL_EV_MATCH), n);
+	assert_int_equal(count_kind(t->fh, VIGIL_EV_MATCH), n - (gap_to - gap_from));
 	for (size_t i = 0; i < fake_host_n_events(t->fh); i++) {
 		const struct fake_event *e = fake_host_event(t->fh, i);
 		if (strcmp(e->kind, VIGIL_EV_MATCH))
@@ -289,12 +290,20 @@ static void assert_each_once(struct t *t, int n)
 		tmp[l.len] = '\0';
 		assert_int_equal(sscanf(tmp, "line %d completed", &num), 1);
 		assert_true(num >= 0 && num < n);
+		if (ordered && num < prev)
+			fail_msg("line %d reported after line %d", num, prev);
+		prev = num;
 		seen[num]++;
 	}
 	for (int i = 0; i < n; i++)
-		if (seen[i] != 1)
+		if (seen[i] != (i >= gap_from && i < gap_to ? 0 : 1))
 			fail_msg("line %d seen %d times", i, seen[i]);
 	free(seen);
+}
+
+static void assert_each_once(struct t *t, int n)
+{
+	assert_lines(t, n, 0, 0, false);
 }
 
 static void write_numbered(const char *path, int from, int to)
@@ -357,6 +366,231 @@ static void test_copytruncate(void **state)
 	assert_true(wait_kind(t, VIGIL_EV_MATCH, 170));
 	assert_int_equal(t->p->settle(t->inst), VIGIL_SETTLED);
 	assert_each_once(t, 170);
+}
+
+/* As logrotate does: LOG.N becomes LOG.N+1, from the oldest down. */
+static void shift_copies(struct t *t)
+{
+	char from[160], to[160];
+	int top = 1;
+
+	for (;; top++) {
+		snprintf(from, sizeof(from), "%s.%d", t->log, top);
+		if (access(from, F_OK) < 0)
+			break;
+	}
+	for (int i = top - 1; i >= 1; i--) {
+		snprintf(from, sizeof(from), "%s.%d", t->log, i);
+		snprintf(to, sizeof(to), "%s.%d", t->log, i + 1);
+		assert_int_equal(rename(from, to), 0);
+	}
+}
+
+/* logrotate's create: LOG -> LOG.1, a new empty LOG. */
+static void rotate_create(struct t *t)
+{
+	char one[160];
+
+	shift_copies(t);
+	snprintf(one, sizeof(one), "%s.1", t->log);
+	assert_int_equal(rename(t->log, one), 0);
+	append(t, "");
+}
+
+/* logrotate's copytruncate: LOG copied to LOG.1, then LOG truncated. */
+static void rotate_copytruncate(struct t *t)
+{
+	char one[160], *copy = malloc(1 << 20);
+	int in = open(t->log, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	assert_non_null(copy);
+	assert_true(in >= 0);
+	n = read(in, copy, 1 << 20);
+	assert_true(n >= 0 && n < (1 << 20));
+	close(in);
+	shift_copies(t);
+	snprintf(one, sizeof(one), "%s.1", t->log);
+	append_to(one, copy, (size_t)n);
+	free(copy);
+	assert_int_equal(truncate(t->log, 0), 0);
+}
+
+/* Three rotations before the detector gets to run: the renamed files are
+ * read oldest first (LOG.3, LOG.2, LOG.1), then the new log. */
+static void test_rename_several_before_read(void **state)
+{
+	struct t *t = *state;
+	const char *opts[] = {"success = completed", NULL};
+
+	append(t, "");
+	start(t, opts);
+	write_numbered(t->log, 0, 100);
+	assert_true(wait_kind(t, VIGIL_EV_MATCH, 100));
+	write_numbered(t->log, 100, 150); /* not read yet */
+	for (int r = 0; r < 3; r++) {
+		rotate_create(t);
+		write_numbered(t->log, 150 + r * 50, 200 + r * 50);
+	}
+	assert_true(wait_kind(t, VIGIL_EV_MATCH, 300));
+	assert_int_equal(t->p->settle(t->inst), VIGIL_SETTLED);
+	assert_lines(t, 300, 0, 0, true);
+}
+
+/* The same with dated names (dateext): LOG-DATE sorts oldest first. */
+static void test_rename_dated_several_before_read(void **state)
+{
+	struct t *t = *state;
+	const char *opts[] = {"success = completed", NULL};
+	char dated[160];
+
+	append(t, "");
+	start(t, opts);
+	write_numbered(t->log, 0, 10);
+	assert_true(wait_kind(t, VIGIL_EV_MATCH, 10));
+	write_numbered(t->log, 10, 20);
+	for (int r = 0; r < 3; r++) {
+		snprintf(dated, sizeof(dated), "%s-2024010%d", t->log, r + 1);
+		assert_int_equal(rename(t->log, dated), 0);
+		append(t, "");
+		write_numbered(t->log, 20 + r * 10, 30 + r * 10);
+	}
+	assert_true(wait_kind(t, VIGIL_EV_MATCH, 50));
+	assert_int_equal(t->p->settle(t->inst), VIGIL_SETTLED);
+	assert_lines(t, 50, 0, 0, true);
+}
+
+/* Three copytruncates before the detector runs: the rest of what it was
+ * reading is in LOG.3 by then, found by its content; then LOG.2, LOG.1 and
+ * the log from its start. */
+static void test_copytruncate_several_before_read(void **state)
+{
+	struct t *t = *state;
+	const char *opts[] = {"success = completed", "from = start", NULL};
+
+	write_numbered(t->log, 0, 100);
+	start(t, opts);
+	assert_true(wait_kind(t, VIGIL_EV_MATCH, 100));
+	write_numbered(t->log, 100, 150);
+	for (int r = 0; r < 3; r++) {
+		rotate_copytruncate(t);
+		write_numbered(t->log, 150 + r * 50, 200 + r * 50);
+	}
+	assert_true(wait_kind(t, VIGIL_EV_MATCH, 300));
+	assert_int_equal(t->p->settle(t->inst), VIGIL_SETTLED);
+	assert_lines(t, 300, 0, 0, true);
+}
+
+/* Warnings are recorded through a copy of the host table. */
+static unsigned warn_lost;
+
+static void rec_log(struct vigil_ctx *ctx, enum vigil_log_level level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void rec_log(struct vigil_ctx *ctx, enum vigil_log_level level, const char *fmt, ...)
+{
+	char b[512];
+	va_list ap;
+
+	(void)ctx;
+	va_start(ap, fmt);
+	vsnprintf(b, sizeof(b), fmt, ap);
+	va_end(ap);
+	if (level == VIGIL_LOG_WARN && strstr(b, "no rotated copy holds"))
+		warn_lost++;
+}
+
+/* The copy holding the unread lines was deleted (logrotate's `rotate N`)
+ * before the detector ran: those lines are gone, it says so once, and the
+ * later copies and the log are still read, each line once. */
+static void test_copytruncate_copy_deleted(void **state)
+{
+	struct t *t = *state;
+	struct vigil_host host = *fake_host_api(t->fh);
+	char path[128], oldest[160], err[256] = "";
+	const char *lines[] = {path, "success = completed", "from = start", NULL};
+	void *inst = NULL;
+
+	host.log = rec_log;
+	warn_lost = 0;
+	snprintf(path, sizeof(path), "path = %s", t->log);
+	write_numbered(t->log, 0, 100);
+	const struct vigil_config *cfg = fake_host_config(t->fh, t->p, lines);
+	assert_non_null(cfg);
+	assert_int_equal(t->p->create(&host, fake_host_ctx(t->fh), cfg, &inst, err, sizeof(err)), 0);
+	assert_int_equal(t->p->start(inst, err, sizeof(err)), 0);
+	assert_true(wait_kind(t, VIGIL_EV_MATCH, 100));
+	write_numbered(t->log, 100, 150);
+	for (int r = 0; r < 3; r++) {
+		rotate_copytruncate(t);
+		write_numbered(t->log, 150 + r * 50, 200 + r * 50);
+	}
+	snprintf(oldest, sizeof(oldest), "%s.3", t->log);
+	assert_int_equal(unlink(oldest), 0);
+	assert_true(wait_kind(t, VIGIL_EV_MATCH, 250));
+	assert_int_equal(t->p->settle(inst), VIGIL_SETTLED);
+	assert_lines(t, 300, 100, 150, true);
+	assert_int_equal(warn_lost, 1);
+	t->p->destroy(inst);
+}
+
+/* The copy was taken, the detector read on past its end, then the log was
+ * truncated: nothing is left in the copy, the log is read from its start. */
+static void test_copytruncate_read_past_copy(void **state)
+{
+	struct t *t = *state;
+	const char *opts[] = {"success = completed", "from = start", NULL};
+	char one[160], *copy = malloc(1 << 16);
+	int in;
+	ssize_t n;
+
+	assert_non_null(copy);
+	write_numbered(t->log, 0, 100);
+	start(t, opts);
+	assert_true(wait_kind(t, VIGIL_EV_MATCH, 100));
+	write_numbered(t->log, 100, 150);
+	in = open(t->log, O_RDONLY | O_CLOEXEC);
+	assert_true(in >= 0);
+	n = read(in, copy, 1 << 16);
+	assert_true(n > 0);
+	close(in);
+	snprintf(one, sizeof(one), "%s.1", t->log);
+	append_to(one, copy, (size_t)n);
+	free(copy);
+	write_numbered(t->log, 150, 160); /* after the copy, before the truncation */
+	assert_true(wait_kind(t, VIGIL_EV_MATCH, 160));
+	assert_int_equal(truncate(t->log, 0), 0);
+	write_numbered(t->log, 160, 200);
+	assert_true(wait_kind(t, VIGIL_EV_MATCH, 200));
+	assert_int_equal(t->p->settle(t->inst), VIGIL_SETTLED);
+	assert_lines(t, 200, 0, 0, true);
+}
+
+/* A writer that opened the log before the rename writes to the renamed file
+ * after the detector moved on to the new one: those lines are still read. */
+static void test_late_write_after_rename(void **state)
+{
+	struct t *t = *state;
+	const char *opts[] = {"success = completed", NULL};
+	char b[64];
+	int old;
+
+	append(t, "");
+	start(t, opts);
+	old = open(t->log, O_WRONLY | O_APPEND | O_CLOEXEC);
+	assert_true(old >= 0);
+	write_numbered(t->log, 0, 10);
+	rotate_create(t);
+	write_numbered(t->log, 10, 20);
+	assert_true(wait_kind(t, VIGIL_EV_MATCH, 20));
+	int k = snprintf(b, sizeof(b), "line %d completed\n", 20);
+	assert_int_equal(write(old, b, (size_t)k), k);
+	close(old);
+	assert_true(wait_kind(t, VIGIL_EV_MATCH, 21));
+	write_numbered(t->log, 21, 30);
+	assert_true(wait_kind(t, VIGIL_EV_MATCH, 30));
+	assert_int_equal(t->p->settle(t->inst), VIGIL_SETTLED);
+	assert_lines(t, 30, 0, 0, true);
 }
 
 static void test_delete_recreate(void **state)
@@ -581,6 +815,14 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_invalid_utf8, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_rename_rotation, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_copytruncate, t_setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_rename_several_before_read, t_setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_rename_dated_several_before_read, t_setup,
+						t_teardown),
+		cmocka_unit_test_setup_teardown(test_copytruncate_several_before_read, t_setup,
+						t_teardown),
+		cmocka_unit_test_setup_teardown(test_copytruncate_copy_deleted, t_setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_copytruncate_read_past_copy, t_setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_late_write_after_rename, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_delete_recreate, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_appears_later, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_folder_appears_later, t_setup, t_teardown),
