@@ -158,6 +158,9 @@ void monitor_attached(struct monitor *m, pid_t pid, uint64_t start_time, const c
 	m->target.pid = pid;
 	m->target.start_time = start_time;
 	free(m->cmdline);
+	/* A process that already exited (a zombie) has no command line left. */
+	if ((!cmdline || !*cmdline) && m->mc->command)
+		cmdline = m->mc->command;
 	m->cmdline = strdup(cmdline ? cmdline : "");
 	close_pidfd(m);
 	m->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
