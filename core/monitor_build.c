@@ -176,7 +176,6 @@ struct monitor *monitor_new(struct engine *e, const struct monitor_config *mc, s
 		return NULL;
 	m->engine = e;
 	m->mc = mc;
-	m->pidfd = -1;
 	m->progress = -1;
 	m->name = strdup(mc->name ? mc->name : "job");
 	if (mc->success && success_expr_parse(mc->success, &m->expr, err, sizeof(err)) != 0)
@@ -254,8 +253,6 @@ void monitor_free(struct monitor *m)
 	for (size_t i = 0; i < sizeof(timers) / sizeof(timers[0]); i++)
 		if (*timers[i] > 0)
 			loop_del_timer(loop, *timers[i]);
-	if (m->pidfd >= 0)
-		close(m->pidfd);
 	for (size_t i = 0; i < m->n_tail; i++)
 		free((char *)m->tail[i].ptr);
 	free(m->tail);

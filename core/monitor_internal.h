@@ -40,7 +40,6 @@ struct monitor {
 	uint64_t run;
 	struct vigil_target target;
 	char *cmdline;
-	int pidfd; /* the core's own handle, for signals; -1 when none */
 	int64_t start_mono, end_mono, start_wall, end_wall;
 	bool exit_known;
 	int exit_code, exit_signal, core_dumped;

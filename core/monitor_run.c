@@ -37,24 +37,26 @@ static void cancel(struct monitor *m, int64_t *timer)
 	*timer = 0;
 }
 
-static void close_pidfd(struct monitor *m)
-{
-	if (m->pidfd >= 0)
-		close(m->pidfd);
-	m->pidfd = -1;
-}
-
 /* Signal the target; a job vigil started leads its own process group, so the
- * whole group gets it (sh -c and its children), as a terminal's ^C would. */
+ * whole group gets it (sh -c and its children), as a terminal's ^C would. The
+ * pidfd is opened only now (one fd per monitor is the pid detector's): checking
+ * the start time after opening it makes the signal race-free against PID reuse. */
 static void monitor_signal(struct monitor *m, int sig)
 {
-	if (m->pidfd < 0)
+	int fd = (int)syscall(SYS_pidfd_open, m->target.pid, 0);
+
+	if (fd < 0)
 		return;
-	if (m->target.is_child && proc_is_same(m->target.pid, m->target.start_time))
+	if (!proc_is_same(m->target.pid, m->target.start_time)) {
+		close(fd);
+		return;
+	}
+	if (m->target.is_child)
 		kill(-m->target.pid, sig);
-	if (syscall(SYS_pidfd_send_signal, m->pidfd, sig, NULL, 0) != 0 && errno != ESRCH)
+	if (syscall(SYS_pidfd_send_signal, fd, sig, NULL, 0) != 0 && errno != ESRCH)
 		log_msg(LOG_LVL_WARN, m->name, "cannot send %s to %d: %s", sigabbrev_np(sig),
 			(int)m->target.pid, strerror(errno));
+	close(fd);
 }
 
 static int64_t kill_fired(struct loop *loop, int64_t id, void *data)
@@ -162,10 +164,6 @@ void monitor_attached(struct monitor *m, pid_t pid, uint64_t start_time, const c
 	if ((!cmdline || !*cmdline) && m->mc->command)
 		cmdline = m->mc->command;
 	m->cmdline = strdup(cmdline ? cmdline : "");
-	close_pidfd(m);
-	m->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-	if (m->pidfd >= 0)
-		fcntl(m->pidfd, F_SETFD, FD_CLOEXEC);
 	/* The run started when the process did, not when we found it. */
 	m->start_wall = now_wall_ms() - proc_age_ms(start_time);
 	m->start_mono = now_mono(m) - proc_age_ms(start_time);
@@ -263,7 +261,6 @@ static void record_exit(struct monitor *m, int code, int sig, int core_dumped)
 	cancel(m, &m->timeout_timer);
 	cancel(m, &m->expected_timer);
 	cancel(m, &m->kill_timer);
-	close_pidfd(m);
 	f[0] = (struct vigil_field){.name = "exit_code", .type = VIGIL_FIELD_NULL};
 	if (m->exit_known && m->exit_signal == 0)
 		f[0] = (struct vigil_field){.name = "exit_code", .type = VIGIL_FIELD_INT, .u.i = code};
@@ -550,7 +547,7 @@ void monitor_lost(struct monitor *m, const char *why)
 
 int monitor_stop(struct monitor *m, bool force)
 {
-	if (m->state != RUN_ATTACHED || m->pidfd < 0)
+	if (m->state != RUN_ATTACHED)
 		return -ESRCH;
 	monitor_signal(m, force ? SIGKILL : SIGTERM);
 	if (!force && m->kill_timer <= 0)

@@ -30,6 +30,7 @@ class AgentTest(vt.VigilTestCase):
     def start_agent(self):
         a = self.start("agent", "--config", self.ini)
         a.wait_for("err", lambda l: "loaded:" in l, what="the first load")
+        self.addCleanup(lambda: self.assertNoCrash(a.err))
         self.addCleanup(a.stop)
         return a
 

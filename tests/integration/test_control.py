@@ -64,6 +64,7 @@ class ControlTest(vt.VigilTestCase):
                          % (conf, self.state, self.path("spool")))
         self.agent = self.start("agent", "--config", ini)
         self.agent.wait_for("err", lambda l: "loaded:" in l, what="the first load")
+        self.addCleanup(lambda: self.assertNoCrash(self.agent.err))
         self.addCleanup(self.agent.stop)
         self.sock = os.path.join(self.state, "control.sock")
         self.exe = vt.install_copy(self.path("inst"))
@@ -79,7 +80,7 @@ class ControlTest(vt.VigilTestCase):
         return sorted(j["name"] for j in vt.json_lines(r.stdout))
 
     def running(self, name, user=None):
-        pid = self.detached("echo $$ > %s/%s.pid; exec sleep 60" % (self.pids, name), user=user)
+        pid = self.detached("echo $$ > %s/%s.pid; while :; do sleep 0.2; done" % (self.pids, name), user=user)
         self.agent.wait_for("out", lambda l: '"attached"' in l and '"monitor":"%s"' % name in l,
                             what="%s attached" % name)
         return pid
