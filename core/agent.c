@@ -3,6 +3,7 @@
  * parses and builds every new or changed monitor before touching the running
  * set; a file that fails keeps its previous version running (when it had one). */
 #include "agent.h"
+#include "spool.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -221,18 +222,6 @@ static void set_path(char **dst, const char *val, const char *fallback)
 	*dst = strdup(val ? val : fallback);
 }
 
-static void default_spool(char *buf, size_t len)
-{
-	const char *xdg = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
-
-	if (geteuid() == 0)
-		snprintf(buf, len, "/var/lib/vigil/spool");
-	else if (xdg && *xdg)
-		snprintf(buf, len, "%s/vigil/spool", xdg);
-	else
-		snprintf(buf, len, "%s/.local/state/vigil/spool", home ? home : "/tmp");
-}
-
 /* Folders are read at start only: a reload that changes them says so. */
 static void agent_paths(struct agent *a, const struct agent_config *ac)
 {
@@ -250,7 +239,7 @@ static void agent_paths(struct agent *a, const struct agent_config *ac)
 	/* A command-line folder wins over vigil.ini, which wins over the default. */
 	set_path(&a->state_dir, cli_globals.state_dir ? cli_globals.state_dir : ac->state_dir,
 		 state_default_dir(buf, sizeof(buf)));
-	default_spool(buf, sizeof(buf));
+	spool_default_dir(buf, sizeof(buf));
 	set_path(&a->spool_dir, ac->spool_dir, buf);
 	set_path(&a->plugin_dir, cli_globals.plugin_dir ? cli_globals.plugin_dir : ac->plugin_dir,
 		 plugin_default_dir(NULL, buf, sizeof(buf)));

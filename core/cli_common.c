@@ -233,18 +233,12 @@ const char *cli_state_dir(void)
 
 const char *cli_log_dir(char *buf, size_t len)
 {
-	const char *xdg = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
-
 	const char *state = cli_globals.state_dir ? cli_globals.state_dir : getenv("VIGIL_STATE_DIR");
 
 	if (state && *state)
 		snprintf(buf, len, "%s/logs", state);
-	else if (geteuid() == 0)
-		snprintf(buf, len, "/var/lib/vigil/logs");
-	else if (xdg && *xdg)
-		snprintf(buf, len, "%s/vigil/logs", xdg);
 	else
-		snprintf(buf, len, "%s/.local/state/vigil/logs", home ? home : "/tmp");
+		state_home_dir("logs", buf, len);
 	state_ensure_dir(buf);
 	return buf;
 }

@@ -51,15 +51,7 @@ struct spool {
 
 const char *spool_default_dir(char *buf, size_t len)
 {
-	const char *xdg = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
-
-	if (geteuid() == 0)
-		snprintf(buf, len, "/var/lib/vigil/spool");
-	else if (xdg && *xdg)
-		snprintf(buf, len, "%s/vigil/spool", xdg);
-	else
-		snprintf(buf, len, "%s/.local/state/vigil/spool", home ? home : "/tmp");
-	return buf;
+	return state_home_dir("spool", buf, len);
 }
 
 static uint64_t fnv1a(const char *s)

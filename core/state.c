@@ -28,6 +28,19 @@ const char *state_default_dir(char *buf, size_t len)
 	return buf;
 }
 
+const char *state_home_dir(const char *sub, char *buf, size_t len)
+{
+	const char *xdg = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
+
+	if (geteuid() == 0)
+		snprintf(buf, len, "/var/lib/vigil/%s", sub);
+	else if (xdg && *xdg)
+		snprintf(buf, len, "%s/vigil/%s", xdg, sub);
+	else
+		snprintf(buf, len, "%s/.local/state/vigil/%s", home ? home : "/tmp", sub);
+	return buf;
+}
+
 int state_ensure_dir(const char *dir)
 {
 	char tmp[PATH_MAX];

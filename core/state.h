@@ -32,6 +32,9 @@ struct run_record {
 
 /* "$XDG_RUNTIME_DIR/vigil" for users, "/run/vigil" for root; created 0700/0755. */
 const char *state_default_dir(char *buf, size_t len);
+/* Long-lived data (spool, job logs): /var/lib/vigil/SUB for root,
+ * $XDG_STATE_HOME/vigil/SUB or ~/.local/state/vigil/SUB otherwise. */
+const char *state_home_dir(const char *sub, char *buf, size_t len);
 int state_ensure_dir(const char *dir);
 int state_write(const char *dir, const struct run_record *r);
 int state_read(const char *dir, const char *name, struct run_record *r);

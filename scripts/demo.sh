@@ -5,35 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR=${BUILD_DIR:-build}
-DEPS=(meson ninja-build gcc pkg-config libinih-dev libcurl4-openssl-dev libssl-dev
-	libpcre2-dev libcmocka-dev libjson-c-dev python3)
-
-# apt-get install the packages that dpkg does not list as installed, if any.
-install_missing() {
-	local missing=() p sudo=()
-	for p in "$@"; do
-		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
-			missing+=("$p")
-	done
-	[ ${#missing[@]} -eq 0 ] && return 0
-	if [ "$(id -u)" -ne 0 ]; then
-		if ! command -v sudo >/dev/null; then
-			echo "demo: missing packages: ${missing[*]}; run as root to install them" >&2
-			exit 1
-		fi
-		sudo=(sudo)
-	fi
-	echo "demo: installing ${missing[*]}"
-	"${sudo[@]}" apt-get update -q
-	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
-		apt-get install -y -q --no-install-recommends "${missing[@]}"
-}
-
-install_missing "${DEPS[@]}"
-if [ ! -f "$BUILD_DIR/build.ninja" ]; then
-	meson setup "$BUILD_DIR"
-fi
-ninja -C "$BUILD_DIR"
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
+install_missing demo "${BUILD_DEPS[@]}"
+build "$BUILD_DIR"
 vigil="$BUILD_DIR/core/vigil"
 
 # A job of the same name still running (the demo started twice at once): let it end.

@@ -22,18 +22,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.environ.get("VIGIL_SOURCE_ROOT") or os.path.dirname(os.path.dirname(HERE))
 
 
-def find_vigil():
-    if os.environ.get("VIGIL"):
-        return os.environ["VIGIL"]
-    b = os.environ.get("VIGIL_BUILD_ROOT")
-    if b:
-        return os.path.join(b, "core", "vigil")
-    sys.exit("set VIGIL or VIGIL_BUILD_ROOT")
-
-
-VIGIL = find_vigil()
-PLUGINS = os.environ.get("VIGIL_PLUGIN_DIR") or os.path.join(
-    os.path.dirname(os.path.dirname(VIGIL)), "plugins")
+from vigil_test import PLUGIN_DIR as PLUGINS, VIGIL  # noqa: E402
 
 
 def wait_until(fn, timeout, what):

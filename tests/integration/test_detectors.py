@@ -19,7 +19,7 @@ import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE_ROOT = os.environ.get('VIGIL_SOURCE_ROOT', os.path.normpath(os.path.join(HERE, '..', '..')))
-VIGIL = os.environ.get('VIGIL', os.path.join(SOURCE_ROOT, 'build-det', 'core', 'vigil'))
+from vigil_test import VIGIL  # noqa: E402
 EXAMPLES = os.path.join(SOURCE_ROOT, 'conf', 'examples')
 WAIT = 15.0  # upper bound for any single wait
 

@@ -22,18 +22,7 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def find_vigil():
-    if os.environ.get("VIGIL"):
-        return os.environ["VIGIL"]
-    b = os.environ.get("VIGIL_BUILD_ROOT")
-    if b:
-        return os.path.join(b, "core", "vigil")
-    sys.exit("set VIGIL or VIGIL_BUILD_ROOT")
-
-
-VIGIL = find_vigil()
-PLUGINS = os.environ.get("VIGIL_PLUGIN_DIR") or os.path.join(
-    os.path.dirname(os.path.dirname(VIGIL)), "plugins")
+from vigil_test import PLUGIN_DIR as PLUGINS, VIGIL  # noqa: E402
 
 
 def have_aiosmtpd():

@@ -22,7 +22,7 @@ import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE_ROOT = os.environ.get('VIGIL_SOURCE_ROOT', os.path.normpath(os.path.join(HERE, '..', '..')))
-VIGIL = os.environ.get('VIGIL', os.path.join(SOURCE_ROOT, 'build-det', 'core', 'vigil'))
+from vigil_test import VIGIL  # noqa: E402
 LOGROTATE = shutil.which('logrotate') or '/usr/sbin/logrotate'
 
 LINES = 100000
