@@ -255,11 +255,17 @@ def spawn_detached(cmd, user=None, cwd=None):
     start = proc_start_time(pid)
     if start is None:
         raise AssertionError("detached process %d ended at once: %s" % (pid, cmd))
-    # The background job must be the shell running CMD itself, not a wrapper.
-    with open("/proc/%d/cmdline" % pid, "rb") as f:
-        argv = f.read().split(b"\0")
-    if argv[:3] != [b"sh", b"-c", cmd.encode()]:
-        raise AssertionError("pid %d runs %r, not sh -c %r" % (pid, argv, cmd))
+    # The background job must be the shell running CMD itself, not a wrapper. It
+    # may still be between fork and exec (its cmdline empty or the parent's): wait.
+    deadline = time.monotonic() + 10
+    while True:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            argv = f.read().split(b"\0")
+        if argv[:3] == [b"sh", b"-c", cmd.encode()]:
+            break
+        if time.monotonic() >= deadline:
+            raise AssertionError("pid %d runs %r, not sh -c %r" % (pid, argv, cmd))
+        time.sleep(0.01)
     if os.getppid() == pid or _ppid(pid) == os.getpid():
         raise AssertionError("pid %d is still our child" % pid)
     return pid, start
