@@ -22,17 +22,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.environ.get("VIGIL_SOURCE_ROOT") or os.path.dirname(os.path.dirname(HERE))
 
 
-from vigil_test import PLUGIN_DIR as PLUGINS, VIGIL  # noqa: E402
+from vigil_test import PLUGIN_DIR as PLUGINS, VIGIL, wait_until  # noqa: E402
 
-
-def wait_until(fn, timeout, what):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = fn()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting for " + what)
 
 
 class Receiver:
@@ -143,7 +134,7 @@ class DeliveryTest(unittest.TestCase):
             p = self.watch(t, self.joblog(50), ["strict", "fast", "json"], ini)
             start = time.monotonic()
             wait_until(lambda: len({b["id"] for b in rec.bodies("/strict")}) >= 50 and
-                       len({b["id"] for b in rec.bodies("/fast")}) >= 50, 120, "deliveries")
+                       len({b["id"] for b in rec.bodies("/fast")}) >= 50, timeout=120, what="deliveries")
             self.assertGreaterEqual(time.monotonic() - start, 9.0)
             out, err = self.finish(t, p)
             sent = [e["id"] for e in map(json.loads, out.splitlines()) if e["kind"] == "match"]
@@ -174,8 +165,8 @@ class DeliveryTest(unittest.TestCase):
                            "max_age = 1h\n" % rec.url)
             t = self.target()
             p = self.watch(t, self.joblog(100), ["hook", "json"], ini)
-            wait_until(lambda: self.pending("hook") == 100, 60, "100 spooled")
-            wait_until(lambda: len(rec.requests()) >= 1, 30, "first attempts")
+            wait_until(lambda: self.pending("hook") == 100, timeout=60, what="100 spooled")
+            wait_until(lambda: len(rec.requests()) >= 1, timeout=30, what="first attempts")
             p.send_signal(signal.SIGKILL)
             p.wait()
             sent = [e["id"] for e in map(json.loads, p.stdout.read().splitlines())
@@ -186,7 +177,7 @@ class DeliveryTest(unittest.TestCase):
             # A new process adopts the dead one's files and delivers them.
             t2 = self.target()
             p2 = self.watch(t2, self.joblog(0, "empty.log"), ["hook"], ini)
-            wait_until(lambda: not self.spool_files("hook"), 60, "spool drained")
+            wait_until(lambda: not self.spool_files("hook"), timeout=60, what="spool drained")
             out, err = self.finish(t2, p2)
             # Requests of the killed process still in the receiver's accept
             # queue are answered after the switch too: count every receipt.
@@ -290,7 +281,7 @@ class DeliveryTest(unittest.TestCase):
                            % rec.url)
             t = self.target()
             p = self.watch(t, self.joblog(20), ["hook", "json"], ini, state=mnt)
-            wait_until(lambda: len({b["id"] for b in rec.bodies()}) >= 20, 60, "deliveries")
+            wait_until(lambda: len({b["id"] for b in rec.bodies()}) >= 20, timeout=60, what="deliveries")
             out, err = self.finish(t, p)
             matches = [l for l in out.splitlines() if json.loads(l)["kind"] == "match"]
             self.assertEqual(len(matches), 20)  # stdout got every event

@@ -22,22 +22,13 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-from vigil_test import PLUGIN_DIR as PLUGINS, VIGIL  # noqa: E402
+from vigil_test import PLUGIN_DIR as PLUGINS, VIGIL, wait_until  # noqa: E402
 
 
 def have_aiosmtpd():
     r = subprocess.run([sys.executable, "-c", "import aiosmtpd"], capture_output=True)
     return r.returncode == 0
 
-
-def wait_until(fn, timeout, what):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = fn()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting for " + what)
 
 
 @unittest.skipUnless(have_aiosmtpd(), "python3-aiosmtpd is not installed")
@@ -95,7 +86,7 @@ class EmailTest(unittest.TestCase):
     def test_finished_run_mail(self):
         self.run_job(self.ini(), 'echo "step one done"; echo "step two done"; '
                      'printf "ERR disk \\r\\nBcc: evil@attacker.example\\n"; exit 3')
-        name = wait_until(self.messages, 30, "the mail")[0]
+        name = wait_until(self.messages, timeout=30, what="the mail")[0]
         raw, msg = self.parse(name)
         # Envelope and headers.
         self.assertIn("X-Envelope-To: ops@example.com, dev@example.com", raw.decode("latin-1"))
@@ -138,7 +129,7 @@ class EmailTest(unittest.TestCase):
         # value cannot hold a LF).
         self.run_job(self.ini("subject = Jöb {summary}\rBcc: evil@attacker.example\n"),
                      "echo fine; exit 0")
-        name = wait_until(self.messages, 30, "the mail")[0]
+        name = wait_until(self.messages, timeout=30, what="the mail")[0]
         raw, msg = self.parse(name)
         self.assertIsNone(msg["Bcc"])
         self.assertNotIn(b"\nBcc:", raw)
