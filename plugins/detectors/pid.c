@@ -42,7 +42,7 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
-#include "core/proc.h"
+#include "lib/proc.h"
 #include "vigil/plugin.h"
 
 /* How long to wait for the connector's exit message once the pidfd said the

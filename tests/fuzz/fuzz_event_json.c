@@ -13,8 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "buf.h"
-#include "event_json.h"
+#include "base/buf.h"
+#include "base/event_json.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

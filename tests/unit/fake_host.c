@@ -9,10 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "buf.h"
-#include "config.h" /* not the generated config.h of the build root */
-#include "diag.h"
-#include "loop.h"
+#include "base/buf.h"
+#include "base/config.h" /* not the generated config.h of the build root */
+#include "base/diag.h"
+#include "base/loop.h"
 
 /* What the pid detector tells one instance's host: its target and its run. */
 struct fh_run {

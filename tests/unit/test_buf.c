@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "buf.h"
+#include "base/buf.h"
 
 static void test_empty(void **state)
 {

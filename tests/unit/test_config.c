@@ -15,7 +15,7 @@
 #include <cmocka.h>
 
 /* not "config.h": that name is also meson's generated header */
-#include "core/config.h"
+#include "base/config.h"
 
 /* ---------------------------------------------------------------- helpers */
 

@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "diag.h"
+#include "base/diag.h"
 
 static void test_all_parts(void **state)
 {

@@ -14,8 +14,8 @@
 
 #include <cmocka.h>
 
-#include "buf.h"
-#include "event_json.h"
+#include "base/buf.h"
+#include "base/event_json.h"
 
 #define S(lit) lit, sizeof(lit) - 1
 

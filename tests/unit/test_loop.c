@@ -14,7 +14,7 @@
 
 #include <cmocka.h>
 
-#include "loop.h"
+#include "base/loop.h"
 
 #define BOUND_MS 10000
 

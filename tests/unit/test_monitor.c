@@ -24,11 +24,11 @@
 
 #include <cmocka.h>
 
-#include "config.h"
-#include "engine.h"
-#include "loop.h"
-#include "plugin_loader.h"
-#include "state.h"
+#include "base/config.h"
+#include "engine/engine.h"
+#include "base/loop.h"
+#include "engine/plugin_loader.h"
+#include "base/state.h"
 
 #define BOUND_MS 20000
 #define MAX_LINES 256

@@ -18,7 +18,7 @@
 
 #include <cmocka.h>
 
-#include "plugin_loader.h"
+#include "engine/plugin_loader.h"
 
 struct fix {
 	char dir[64]; /* a private plugin folder, 0755 */

@@ -17,7 +17,7 @@
 
 #include <cmocka.h>
 
-#include "proc.h"
+#include "lib/proc.h"
 
 /* A child that reports on `up`, then renames itself on request. */
 struct kid {

@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "engine.h"
+#include "engine/engine.h"
 
 /* Every piece of a source record, heap-allocated so that it can be freed. */
 struct src {

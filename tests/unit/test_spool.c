@@ -16,11 +16,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "buf.h"
-#include "engine.h"
-#include "event_json.h"
-#include "event_json_decode.h"
-#include "spool.h"
+#include "base/buf.h"
+#include "engine/engine.h"
+#include "base/event_json.h"
+#include "base/event_json_decode.h"
+#include "engine/spool.h"
 
 /* ------------------------------------------------------------ helpers */
 

@@ -19,7 +19,7 @@
 
 #include <cmocka.h>
 
-#include "state.h"
+#include "base/state.h"
 
 struct fix {
 	char dir[64];

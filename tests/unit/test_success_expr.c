@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "success_expr.h"
+#include "base/success_expr.h"
 
 #define F TRI_FALSE
 #define T TRI_TRUE

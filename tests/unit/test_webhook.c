@@ -20,8 +20,8 @@
 
 #include <cmocka.h>
 
-#include "buf.h"
-#include "event_json.h"
+#include "base/buf.h"
+#include "base/event_json.h"
 #include "fake_host.h"
 
 #define T_MS 1795678927123 /* 2026-11-26T07:42:07.123Z */

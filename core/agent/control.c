@@ -1,0 +1,622 @@
+/* See control.h. Server side: non-blocking accept, read and write in the agent's
+ * loop, one request per connection, bounded sizes and an idle limit so that no
+ * client can stall or exhaust the agent. Client side: a blocking request used
+ * by the CLI. */
+#include "control.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "base/buf.h"
+#include "base/log.h"
+
+struct client {
+	struct control *ctl;
+	int fd;
+	int64_t timer;
+	struct control_peer peer;
+	struct buf in;
+	struct buf out;
+	size_t sent;
+	size_t discarded; /* after the answer: unread input is drained, not reset */
+	size_t hdr_len;
+	size_t need; /* header + body bytes expected, once the header is read */
+	bool answered;
+};
+
+struct control {
+	struct loop *loop;
+	const struct control_handlers *handlers;
+	void *ctx;
+	int fd;
+	char *path;
+	gid_t vigil_gid; /* (gid_t)-1 when the group does not exist */
+	struct client *clients[CONTROL_MAX_CLIENTS];
+};
+
+const char *control_socket_path(const char *state_dir, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/control.sock", state_dir);
+	return buf;
+}
+
+/* ------------------------------------------------------------ server */
+
+static void client_free(struct client *c)
+{
+	struct control *ctl = c->ctl;
+
+	for (size_t i = 0; i < CONTROL_MAX_CLIENTS; i++)
+		if (ctl->clients[i] == c)
+			ctl->clients[i] = NULL;
+	if (c->timer > 0)
+		loop_del_timer(ctl->loop, c->timer);
+	loop_del_fd(ctl->loop, c->fd);
+	close(c->fd);
+	buf_free(&c->in);
+	buf_free(&c->out);
+	free(c);
+}
+
+static void client_drain(struct loop *loop, int fd, uint32_t revents, void *data)
+{
+	struct client *c = data;
+	char tmp[8192];
+	ssize_t r;
+
+	(void)loop;
+	(void)revents;
+	while ((r = recv(fd, tmp, sizeof(tmp), MSG_DONTWAIT)) > 0)
+		if ((c->discarded += (size_t)r) > 4 * CONTROL_MAX_BODY)
+			break;
+	if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) &&
+	    c->discarded <= 4 * CONTROL_MAX_BODY)
+		return;
+	client_free(c);
+}
+
+static void client_flush(struct client *c)
+{
+	while (c->sent < c->out.len) {
+		ssize_t w = send(c->fd, c->out.p + c->sent, c->out.len - c->sent,
+				 MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return; /* EPOLLOUT brings us back */
+		if (w <= 0)
+			break;
+		c->sent += (size_t)w;
+	}
+	if (c->sent < c->out.len) {
+		client_free(c);
+		return;
+	}
+	/* Closing with unread input would send a reset that can destroy the answer
+	 * before the peer reads it: half-close, and drain until the peer closes. */
+	shutdown(c->fd, SHUT_WR);
+	loop_add_fd(c->ctl->loop, c->fd, EPOLLIN, client_drain, c);
+}
+
+static void client_answer_error(struct client *c, const char *msg)
+{
+	buf_reset(&c->out);
+	buf_printf(&c->out, "error: %s\n", msg);
+}
+
+/* Words of the request line, split on spaces; at most `max`. */
+static size_t split_words(char *line, char **w, size_t max)
+{
+	size_t n = 0;
+	char *save = NULL;
+
+	for (char *t = strtok_r(line, " \t", &save); t; t = strtok_r(NULL, " \t", &save)) {
+		if (n == max)
+			return max + 1;
+		w[n++] = t;
+	}
+	return n;
+}
+
+static bool printable(const char *s, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)s[i] < 0x20 && s[i] != '\t')
+			return false;
+	return true;
+}
+
+static void dispatch(struct client *c, char *line, const char *body)
+{
+	const struct control_handlers *h = c->ctl->handlers;
+	void *a = c->ctl->ctx;
+	char *w[5];
+	size_t n = split_words(line, w, 4);
+
+	if (n == 0 || n > 4)
+		return client_answer_error(c, "malformed request");
+	if (strcmp(w[0], "status") == 0 && n <= 2)
+		h->status(a, &c->peer, n == 2 ? w[1] : NULL, &c->out);
+	else if (strcmp(w[0], "stop") == 0 && (n == 2 || (n == 3 && strcmp(w[2], "--force") == 0)))
+		h->stop(a, &c->peer, w[1], n == 3, &c->out);
+	else if (strcmp(w[0], "reload") == 0 && n == 1)
+		h->reload(a, &c->peer, &c->out);
+	else if (strcmp(w[0], "check") == 0 && n == 3)
+		h->check(a, &c->peer, w[1], body, &c->out);
+	else
+		client_answer_error(c, "unknown request (status [NAME], stop NAME [--force], "
+				    "reload, check NAME LENGTH)");
+}
+
+/* The request is complete: answer it into c->out. */
+static void client_answer(struct client *c, size_t hdr_len)
+{
+	char line[CONTROL_MAX_LINE + 1];
+	char *body;
+
+	c->answered = true;
+	memcpy(line, c->in.p, hdr_len - 1);
+	line[hdr_len - 1] = '\0';
+	if (hdr_len > 1 && line[hdr_len - 2] == '\r')
+		line[hdr_len - 2] = '\0';
+	body = strndup(c->in.p + hdr_len, c->in.len - hdr_len);
+	if (!body || !printable(line, strlen(line)))
+		client_answer_error(c, "malformed request");
+	else
+		dispatch(c, line, body);
+	free(body);
+}
+
+/* A header line is in c->in: how many bytes the whole request has, or 0 after
+ * answering with an error. */
+static size_t request_size(struct client *c, size_t hdr_len)
+{
+	unsigned long long len;
+	const char *sp;
+	char *end;
+
+	if (hdr_len > CONTROL_MAX_LINE) {
+		client_answer_error(c, "request line too long");
+		return 0;
+	}
+	if (strncmp(c->in.p, "check ", 6) != 0)
+		return hdr_len;
+	sp = memrchr(c->in.p, ' ', hdr_len);
+	errno = 0;
+	len = strtoull(sp + 1, &end, 10);
+	if (errno || end == sp + 1 || (*end != '\n' && *end != '\r') || sp[1] == '-') {
+		client_answer_error(c, "check: malformed length");
+		return 0;
+	}
+	if (len > CONTROL_MAX_BODY) {
+		client_answer_error(c, "check: file too large");
+		return 0;
+	}
+	return hdr_len + (size_t)len;
+}
+
+/* Feed what arrived; answer once a request is complete or broken. */
+static void client_consume(struct client *c)
+{
+	char *nl;
+
+	if (!c->need) {
+		nl = memchr(c->in.p, '\n', c->in.len);
+		if (!nl) {
+			if (c->in.len >= CONTROL_MAX_LINE) {
+				client_answer_error(c, "request line too long");
+				c->answered = true;
+			}
+			return;
+		}
+		c->hdr_len = (size_t)(nl - c->in.p) + 1;
+		c->need = request_size(c, c->hdr_len);
+		if (!c->need) {
+			c->answered = true;
+			return;
+		}
+	}
+	if (c->in.len > c->need) {
+		client_answer_error(c, "more data than the request announced");
+		c->answered = true;
+	} else if (c->in.len == c->need) {
+		client_answer(c, c->hdr_len);
+	}
+}
+
+static void client_io(struct loop *loop, int fd, uint32_t revents, void *data);
+
+static void client_read(struct client *c)
+{
+	char tmp[8192];
+
+	while (!c->answered) {
+		ssize_t r = recv(c->fd, tmp, sizeof(tmp), MSG_DONTWAIT);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		if (r <= 0 || buf_append(&c->in, tmp, (size_t)r) != 0) {
+			client_free(c);
+			return;
+		}
+		client_consume(c);
+	}
+	loop_add_fd(c->ctl->loop, c->fd, EPOLLOUT, client_io, c);
+	client_flush(c);
+}
+
+static void client_io(struct loop *loop, int fd, uint32_t revents, void *data)
+{
+	struct client *c = data;
+
+	(void)loop;
+	(void)fd;
+	if (c->answered) {
+		client_flush(c);
+		return;
+	}
+	if (revents & (EPOLLIN | EPOLLHUP | EPOLLERR))
+		client_read(c);
+}
+
+static int64_t client_idle(struct loop *loop, int64_t id, void *data)
+{
+	struct client *c = data;
+
+	(void)loop;
+	(void)id;
+	c->timer = 0;
+	client_free(c);
+	return LOOP_TIMER_DONE;
+}
+
+static bool peer_in_group(int fd, gid_t primary, gid_t want)
+{
+	gid_t groups[256];
+	socklen_t len = sizeof(groups);
+
+	if (want == (gid_t)-1)
+		return false;
+	if (primary == want)
+		return true;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) != 0)
+		return false;
+	for (size_t i = 0; i < len / sizeof(gid_t); i++)
+		if (groups[i] == want)
+			return true;
+	return false;
+}
+
+static void control_accept(struct loop *loop, int fd, uint32_t revents, void *data)
+{
+	struct control *ctl = data;
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	struct client *c;
+	size_t slot;
+	int cfd;
+
+	(void)revents;
+	while ((cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
+		len = sizeof(cred);
+		for (slot = 0; slot < CONTROL_MAX_CLIENTS && ctl->clients[slot]; slot++)
+			;
+		if (slot == CONTROL_MAX_CLIENTS ||
+		    getsockopt(cfd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 ||
+		    !(c = calloc(1, sizeof(*c)))) {
+			static const char busy[] = "error: busy\n";
+			(void)!send(cfd, busy, sizeof(busy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+			close(cfd);
+			continue;
+		}
+		c->ctl = ctl;
+		c->fd = cfd;
+		c->peer = (struct control_peer){.uid = cred.uid, .gid = cred.gid, .pid = cred.pid};
+		c->peer.privileged = cred.uid == 0 || cred.uid == geteuid() ||
+				     peer_in_group(cfd, cred.gid, ctl->vigil_gid);
+		ctl->clients[slot] = c;
+		c->timer = loop_add_timer(loop, CONTROL_IDLE_MS, client_idle, c, NULL);
+		if (loop_add_fd(loop, cfd, EPOLLIN, client_io, c) != 0)
+			client_free(c);
+	}
+}
+
+/* Is an agent answering at path? */
+static bool socket_alive(const char *path)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	bool alive;
+
+	if (fd < 0)
+		return false;
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	alive = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+	close(fd);
+	return alive;
+}
+
+static int control_bind(struct control *ctl, char *err, size_t errlen)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	mode_t old;
+	int rc;
+
+	if (strlen(ctl->path) >= sizeof(sa.sun_path))
+		return snprintf(err, errlen, "%s: path too long", ctl->path), -ENAMETOOLONG;
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", ctl->path);
+	if (socket_alive(ctl->path))
+		return snprintf(err, errlen, "another agent answers on %s", ctl->path), -EADDRINUSE;
+	unlink(ctl->path);
+	ctl->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (ctl->fd < 0)
+		return snprintf(err, errlen, "socket: %s", strerror(errno)), -errno;
+	/* Created 0660 from the start: no window where others may connect. */
+	old = umask(0117);
+	rc = bind(ctl->fd, (struct sockaddr *)&sa, sizeof(sa));
+	umask(old);
+	if (rc != 0 || listen(ctl->fd, 128) != 0)
+		return snprintf(err, errlen, "%s: %s", ctl->path, strerror(errno)), -errno;
+	if (ctl->vigil_gid != (gid_t)-1 && chown(ctl->path, (uid_t)-1, ctl->vigil_gid) != 0)
+		log_warnx("control socket %s: cannot give it to group vigil: %s", ctl->path,
+			  strerror(errno));
+	return 0;
+}
+
+struct control *control_open(struct loop *loop, const struct control_handlers *handlers,
+			     void *ctx, const char *path, char *err, size_t errlen)
+{
+	struct control *ctl = calloc(1, sizeof(*ctl));
+	struct group *g;
+
+	if (!ctl || !(ctl->path = strdup(path))) {
+		free(ctl);
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	ctl->loop = loop;
+	ctl->handlers = handlers;
+	ctl->ctx = ctx;
+	ctl->fd = -1;
+	/* Looked up once, before the loop runs: NSS may block. */
+	g = getgrnam("vigil");
+	ctl->vigil_gid = g ? g->gr_gid : (gid_t)-1;
+	if (control_bind(ctl, err, errlen) != 0 ||
+	    loop_add_fd(loop, ctl->fd, EPOLLIN, control_accept, ctl) != 0) {
+		if (ctl->fd >= 0)
+			close(ctl->fd);
+		free(ctl->path);
+		free(ctl);
+		return NULL;
+	}
+	return ctl;
+}
+
+void control_close(struct control *ctl)
+{
+	if (!ctl)
+		return;
+	for (size_t i = 0; i < CONTROL_MAX_CLIENTS; i++)
+		if (ctl->clients[i])
+			client_free(ctl->clients[i]);
+	loop_del_fd(ctl->loop, ctl->fd);
+	close(ctl->fd);
+	unlink(ctl->path);
+	free(ctl->path);
+	free(ctl);
+}
+
+/* ------------------------------------------------------------ records */
+
+static void put_str(struct buf *b, const char *key, const char *v)
+{
+	buf_printf(b, "%s=", key);
+	for (; *v; v++) {
+		if (*v == '\n')
+			buf_puts(b, "\\n");
+		else if (*v == '\\')
+			buf_puts(b, "\\\\");
+		else
+			buf_putc(b, *v);
+	}
+	buf_putc(b, '\n');
+}
+
+void control_put_record(struct buf *b, const struct run_record *r)
+{
+	put_str(b, "name", r->name);
+	buf_printf(b, "run=%llu\n", (unsigned long long)r->run);
+	put_str(b, "state", r->state);
+	buf_printf(b, "pid=%d\nstart_time=%llu\nsupervisor=%d\nowner_pid=%d\nuid=%u\n",
+		   (int)r->pid, (unsigned long long)r->start_time, (int)r->supervisor,
+		   (int)r->owner_pid, (unsigned)r->uid);
+	buf_printf(b, "started_ms=%lld\nended_ms=%lld\nexit_code=%d\nsignal=%d\n",
+		   (long long)r->started_ms, (long long)r->ended_ms, r->exit_code, r->signal);
+	put_str(b, "outcome", r->outcome);
+	buf_printf(b, "expected_ms=%lld\ntimeout_ms=%lld\nprogress=%.2f\n",
+		   (long long)r->expected_ms, (long long)r->timeout_ms, r->progress);
+	put_str(b, "log", r->log);
+	put_str(b, "command", r->command);
+	put_str(b, "last_event", r->last_event);
+	put_str(b, "reason", r->reason);
+	buf_putc(b, '\n');
+}
+
+static void unescape_copy(char *dst, size_t len, const char *s, size_t n)
+{
+	size_t w = 0;
+
+	for (size_t i = 0; i < n && w + 1 < len; i++) {
+		if (s[i] == '\\' && i + 1 < n) {
+			i++;
+			dst[w++] = s[i] == 'n' ? '\n' : s[i];
+		} else {
+			dst[w++] = s[i];
+		}
+	}
+	dst[w] = '\0';
+}
+
+static void record_field(struct run_record *r, const char *k, size_t klen, const char *v,
+			 size_t vlen)
+{
+	char num[64];
+#define KEY(name) (klen == sizeof(#name) - 1 && memcmp(k, #name, klen) == 0)
+#define STR(name) if (KEY(name)) { unescape_copy(r->name, sizeof(r->name), v, vlen); return; }
+#define NUM(name) if (KEY(name)) { r->name = strtoll(num, NULL, 10); return; }
+	STR(name) STR(state) STR(outcome) STR(log) STR(command) STR(last_event) STR(reason)
+	snprintf(num, sizeof(num), "%.*s", (int)(vlen < 63 ? vlen : 63), v);
+	NUM(run) NUM(pid) NUM(start_time) NUM(supervisor) NUM(owner_pid) NUM(uid)
+	NUM(started_ms) NUM(ended_ms) NUM(exit_code) NUM(signal) NUM(expected_ms)
+	NUM(timeout_ms)
+	if (KEY(progress))
+		r->progress = strtod(num, NULL);
+#undef KEY
+#undef STR
+#undef NUM
+}
+
+int control_parse_records(const char *reply, struct run_record **out, size_t *n)
+{
+	const char *p = strchr(reply, '\n');
+	struct run_record *v = NULL, *cur = NULL;
+	size_t cnt = 0;
+
+	*out = NULL;
+	*n = 0;
+	for (p = p ? p + 1 : reply + strlen(reply); *p;) {
+		const char *nl = strchrnul(p, '\n'), *eq = memchr(p, '=', (size_t)(nl - p));
+
+		if (nl == p) {
+			cur = NULL;
+		} else if (eq) {
+			if (!cur) {
+				struct run_record *g = realloc(v, (cnt + 1) * sizeof(*v));
+
+				if (!g)
+					return free(v), -ENOMEM;
+				v = g;
+				cur = &v[cnt++];
+				memset(cur, 0, sizeof(*cur));
+				cur->exit_code = -1;
+				cur->progress = -1;
+			}
+			record_field(cur, p, (size_t)(eq - p), eq + 1, (size_t)(nl - eq - 1));
+		}
+		p = *nl ? nl + 1 : nl;
+	}
+	*out = v;
+	*n = cnt;
+	return 0;
+}
+
+/* ------------------------------------------------------------ client */
+
+static int send_all(int fd, const char *p, size_t len)
+{
+	while (len) {
+		ssize_t w = send(fd, p, len, MSG_NOSIGNAL);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return -errno;
+		p += w;
+		len -= (size_t)w;
+	}
+	return 0;
+}
+
+static int read_all(int fd, char **reply)
+{
+	struct buf b = BUF_INIT;
+	char tmp[8192];
+
+	for (;;) {
+		struct pollfd pfd = {.fd = fd, .events = POLLIN};
+		ssize_t r;
+
+		/* A reload of thousands of monitors takes a while; a dead agent does not. */
+		if (poll(&pfd, 1, 60000) != 1) {
+			buf_free(&b);
+			return -ETIMEDOUT;
+		}
+		r = recv(fd, tmp, sizeof(tmp), 0);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			buf_free(&b);
+			return -errno;
+		}
+		if (r == 0)
+			break;
+		if (buf_append(&b, tmp, (size_t)r) != 0) {
+			buf_free(&b);
+			return -ENOMEM;
+		}
+	}
+	*reply = b.p ? buf_steal(&b) : strdup("");
+	return *reply ? 0 : -ENOMEM;
+}
+
+int control_request(const char *state_dir, const char *line, const char *body, size_t body_len,
+		    char **reply)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct buf req = BUF_INIT;
+	int fd, rc;
+
+	*reply = NULL;
+	control_socket_path(state_dir, sa.sun_path, sizeof(sa.sun_path));
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+		rc = -errno;
+		close(fd);
+		return rc;
+	}
+	buf_printf(&req, "%s\n", line);
+	if (body)
+		buf_append(&req, body, body_len);
+	rc = send_all(fd, req.p, req.len);
+	buf_free(&req);
+	if (rc == 0 || rc == -EPIPE || rc == -ECONNRESET)
+		rc = read_all(fd, reply);
+	close(fd);
+	return rc;
+}
+
+int control_reply_ok(const char *reply)
+{
+	return reply && strncmp(reply, "ok", 2) == 0 && (reply[2] == '\n' || reply[2] == ' ');
+}
+
+long long control_reply_num(const char *reply, const char *key)
+{
+	const char *nl = strchrnul(reply, '\n');
+	size_t klen = strlen(key);
+
+	for (const char *p = reply; p && p < nl; p = memchr(p, ' ', (size_t)(nl - p))) {
+		while (*p == ' ')
+			p++;
+		if (strncmp(p, key, klen) == 0 && p[klen] == '=')
+			return strtoll(p + klen + 1, NULL, 10);
+		if (p >= nl)
+			break;
+	}
+	return -1;
+}

@@ -1,0 +1,238 @@
+/* vigil run: nohup done right. A detached supervisor (its own session, stdin
+ * from /dev/null) starts the command as its child, so the exit status is always
+ * known; it writes the pid file, records the run in the state folder, notifies
+ * and exits. The foreground process only reports where things are. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cli_session.h"
+#include "lib/proc.h"
+#include "base/state.h"
+
+static const char usage[] =
+	"usage: vigil run [--name NAME] [--log FILE] [--pid-file FILE] [DETECTORS] [POLICY]\n"
+	"                 [--notify SPEC]... [-c FILE] -- CMD [ARG]...\n"
+	"\n"
+	"Start CMD in the background, detached from this terminal, with its output in a log\n"
+	"file and a pid file; a supervisor records its exit status and notifies.\n"
+	"\n"
+	"  --name NAME       the job's name (default: the command's name)\n"
+	"  --log FILE        where stdout and stderr go (default: the log folder, NAME.log)\n"
+	"  --pid-file FILE   where the PID is written (default: the state folder, NAME.pid)\n"
+	"DETECTORS   --success RE --failure RE --progress RE --stall DUR (on the job's log)\n"
+	"            --file PATH [--min-size SIZE] [--stable-for DUR] [--deadline DUR]\n"
+	"            --disk PATH:MIN_FREE  --inodes PATH:MIN_FREE  --memory MIN_AVAILABLE\n"
+	"POLICY      --timeout DUR --expected DUR --on-timeout notify|term|kill --kill-grace DUR\n"
+	"            --retry N --retry-delay DUR --rule EXPR\n"
+	"NOTIFY      --notify stdout|json|webhook:URL|email:ADDRESS|NAME (repeatable)\n"
+	"\n"
+	"Then: vigil status NAME, vigil logs -f NAME, vigil watch NAME, vigil stop NAME.\n";
+
+static bool name_ok(const char *name)
+{
+	if (!*name || strlen(name) > 100 || name[0] == '.')
+		return false;
+	for (const char *c = name; *c; c++)
+		if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+		      (*c >= '0' && *c <= '9') || strchr("._-@", *c)))
+			return false;
+	return true;
+}
+
+/* Name, log, command and (when patterns are asked for) the log detector's path. */
+static int fill_job(struct cli_job *job, const char *state_dir, char *log, size_t loglen)
+{
+	struct raw_section *mon = raw_ini_section(&job->ini, "monitor");
+	char *cmd, logdir[PATH_MAX];
+	const char *name = job->name;
+
+	if (job->argc == 0) {
+		fprintf(stderr, "vigil run: no command (vigil run [OPTIONS] -- CMD [ARG]...)\n");
+		return EXIT_USAGE;
+	}
+	if (!name) {
+		const char *slash = strrchr(job->argv[0], '/');
+		name = slash ? slash + 1 : job->argv[0];
+		raw_section_set(mon, "name", name, 0);
+		job->name = (char *)name;
+	}
+	if (!name_ok(name)) {
+		fprintf(stderr, "vigil run: \"%s\" is not a job name (letters, digits, . _ - @; "
+			"use --name)\n", name);
+		return EXIT_USAGE;
+	}
+	if (job->log)
+		snprintf(log, loglen, "%s", job->log);
+	else
+		snprintf(log, loglen, "%s/%s.log", cli_log_dir(logdir, sizeof(logdir)), name);
+	cmd = cli_join_command(job->argc, job->argv);
+	raw_section_set(mon, "command", cmd, 0);
+	free(cmd);
+	if (!job->log)
+		raw_section_set(mon, "log", log, 0);
+	for (size_t i = 0; i < job->ini.n_sections; i++) {
+		struct raw_section *s = &job->ini.sections[i];
+		bool has_path = false;
+
+		if (strcmp(s->plugin, "log") != 0)
+			continue;
+		for (size_t k = 0; k < s->n_kv; k++)
+			has_path |= strcmp(s->kv[k].key, "path") == 0;
+		if (!has_path) {
+			raw_section_set(s, "path", log, 0);
+			raw_section_set(s, "from", "start", 0);
+		}
+	}
+	(void)state_dir;
+	return 0;
+}
+
+static int refuse_running_duplicate(const char *state_dir, const char *name)
+{
+	struct run_record r;
+
+	if (state_dir && state_read(state_dir, name, &r) == 0 && strcmp(r.state, "finished") != 0 &&
+	    state_writer_alive(&r)) {
+		fprintf(stderr, "vigil run: a job named %s is already running (pid %d); "
+			"choose another --name or vigil stop %s\n", name, (int)r.pid, name);
+		return EXIT_USAGE;
+	}
+	return 0;
+}
+
+struct started_info {
+	const char *pid_file;
+	int ready_fd;
+};
+
+static void write_pid_file(const char *path, pid_t pid)
+{
+	char tmp[PATH_MAX];
+	FILE *f;
+
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	f = fopen(tmp, "we");
+	if (!f)
+		return;
+	fprintf(f, "%d\n", (int)pid);
+	if (fclose(f) == 0)
+		rename(tmp, path);
+}
+
+static void job_started(struct session *s, const char *err, void *arg)
+{
+	struct started_info *si = arg;
+
+	if (err) {
+		dprintf(si->ready_fd, "E %s\n", err);
+	} else {
+		write_pid_file(si->pid_file, monitor_pid(s->m));
+		dprintf(si->ready_fd, "P %d\n", (int)monitor_pid(s->m));
+	}
+	close(si->ready_fd);
+}
+
+/* In the supervisor: detach, run the monitor, report readiness through fd. */
+static int supervise(struct cli_job *job, const char *state_dir, const char *log,
+		     const char *pid_file, int ready_fd)
+{
+	struct session s;
+	char sup_log[PATH_MAX + 8];
+	int fd, rc;
+
+	setsid();
+	fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (fd >= 0)
+		dup2(fd, 0);
+	snprintf(sup_log, sizeof(sup_log), "%s.vigil", log);
+	fd = open(sup_log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+	if (fd >= 0) {
+		dup2(fd, 1);
+		dup2(fd, 2);
+	}
+	rc = session_open(&s, job, state_dir);
+	if (rc == 0) {
+		struct started_info si = {pid_file, ready_fd};
+
+		monitor_set_supervisor(s.m, getpid(), log);
+		s.started = job_started;
+		s.started_arg = &si;
+		rc = session_run(&s, false);
+	} else {
+		dprintf(ready_fd, "E cannot start the supervisor (see %s)\n", sup_log);
+	}
+	session_close(&s);
+	return rc;
+}
+
+static int report_started(struct cli_job *job, int ready_fd, const char *log,
+			  const char *pid_file)
+{
+	char buf[1024];
+	ssize_t n;
+	size_t got = 0;
+
+	while ((n = read(ready_fd, buf + got, sizeof(buf) - 1 - got)) > 0)
+		got += (size_t)n;
+	buf[got] = '\0';
+	if (got == 0 || buf[0] != 'P') {
+		fprintf(stderr, "vigil run: %s", got > 2 ? buf + 2 : "the supervisor failed to start\n");
+		return EXIT_USAGE;
+	}
+	printf("started %s (pid %d)\n"
+	       "  log:      %s\n"
+	       "  pid file: %s\n"
+	       "  status:   vigil status %s\n"
+	       "  follow:   vigil logs -f %s\n"
+	       "  watch:    vigil watch %s\n"
+	       "  stop:     vigil stop %s\n",
+	       job->name, atoi(buf + 2), log, pid_file, job->name, job->name, job->name, job->name);
+	return 0;
+}
+
+int cli_run(int argc, char **argv)
+{
+	struct cli_job job;
+	char log[PATH_MAX], pid_file[PATH_MAX];
+	const char *state_dir;
+	int pipefd[2], rc = cli_job_parse(&job, argc, argv, true, usage);
+	pid_t pid;
+
+	if (rc)
+		goto out;
+	state_dir = cli_state_dir();
+	if ((rc = fill_job(&job, state_dir, log, sizeof(log))) ||
+	    (rc = refuse_running_duplicate(state_dir, job.name)) ||
+	    (rc = cli_job_config(&job, true)))
+		goto out;
+	job.mc.command_argv = job.argv;
+	if (job.pid_file)
+		snprintf(pid_file, sizeof(pid_file), "%s", job.pid_file);
+	else
+		snprintf(pid_file, sizeof(pid_file), "%s/%s.pid", state_dir ? state_dir : "/tmp",
+			 job.name);
+	if (pipe2(pipefd, O_CLOEXEC) != 0) {
+		perror("vigil run: pipe");
+		rc = EXIT_USAGE;
+		goto out;
+	}
+	fflush(NULL);
+	pid = fork();
+	if (pid == 0) {
+		close(pipefd[0]);
+		_exit(supervise(&job, state_dir, log, pid_file, pipefd[1]));
+	}
+	close(pipefd[1]);
+	rc = pid < 0 ? EXIT_USAGE : report_started(&job, pipefd[0], log, pid_file);
+	close(pipefd[0]);
+out:
+	cli_job_free(&job);
+	return rc < 0 ? 0 : rc;
+}

@@ -1,0 +1,136 @@
+/* vigil watch: attach to a process in the foreground until it ends; the exit
+ * status tells the outcome. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli_session.h"
+#include "lib/proc.h"
+#include "base/state.h"
+
+static const char usage[] =
+	"usage: vigil watch [TARGET] [DETECTORS] [POLICY] [--notify SPEC]... [--name NAME] [-c FILE]\n"
+	"\n"
+	"Attach to a running process (any process, not only vigil's) and report until it ends.\n"
+	"\n"
+	"TARGET      PID | NAME (a job of vigil run) | --pid PID | --pid-file FILE | --match REGEX\n"
+	"DETECTORS   --file PATH [--min-size SIZE] [--stable-for DUR] [--deadline DUR]\n"
+	"            --log PATH [--success RE] [--failure RE] [--progress RE] [--stall DUR]\n"
+	"                       [--from start|end]\n"
+	"            --disk PATH:MIN_FREE  --inodes PATH:MIN_FREE  --memory MIN_AVAILABLE\n"
+	"POLICY      --timeout DUR  --expected DUR  --on-timeout notify|term|kill\n"
+	"            --kill-grace DUR  --rule EXPR (e.g. \"exit and file and not failure\")\n"
+	"NOTIFY      --notify stdout|json|webhook:URL|email:ADDRESS|NAME (repeatable), --json\n"
+	"OTHER       -c FILE (a monitor .ini; flags win)  --deliver-timeout DUR\n"
+	"            --state-dir DIR  --plugin-dir DIR\n"
+	"DUR         30s, 15m, 2h, 1h30m    SIZE  5G, 512M, 10%\n"
+	"\n"
+	"Exit status: 0 succeeded, 1 failed, 3 timed out, 4 unknown, 2 usage or config error.\n";
+
+/* A bare argument: a PID, or the name of a job that vigil run started. */
+static int bare_target(struct cli_job *job, const char *arg, const char *state_dir)
+{
+	struct raw_section *s = raw_ini_section(&job->ini, "monitor");
+	char err[200], num[32];
+	pid_t pid;
+	struct run_record r;
+
+	if (arg[0] >= '0' && arg[0] <= '9') {
+		if (proc_parse_pid(arg, &pid, err, sizeof(err)) != 0) {
+			fprintf(stderr, "vigil watch: %s\n", err);
+			return EXIT_USAGE;
+		}
+	} else {
+		if (!state_dir || state_read(state_dir, arg, &r) != 0) {
+			fprintf(stderr, "vigil watch: no job named \"%s\" (see vigil status)\n", arg);
+			return EXIT_USAGE;
+		}
+		if (strcmp(r.state, "running") != 0 || !proc_is_same(r.pid, r.start_time)) {
+			fprintf(stderr, "vigil watch: job %s is not running (%s%s%s)\n", arg,
+				r.outcome[0] ? r.outcome : r.state, r.reason[0] ? ": " : "", r.reason);
+			return 4;
+		}
+		pid = r.pid;
+		job->status_job = arg;
+		if (!job->name)
+			raw_section_set(s, "name", arg, 0);
+	}
+	snprintf(num, sizeof(num), "%d", (int)pid);
+	raw_section_set(s, "pid", num, 0);
+	return 0;
+}
+
+static void default_name_and_notify(struct cli_job *job)
+{
+	struct raw_section *s = raw_ini_section(&job->ini, "monitor");
+	bool has_name = false, has_notify = false;
+	char name[64];
+
+	for (size_t i = 0; i < s->n_kv; i++) {
+		has_name |= strcmp(s->kv[i].key, "name") == 0;
+		has_notify |= strcmp(s->kv[i].key, "notify") == 0;
+	}
+	if (job->json)
+		raw_section_set(s, "notify", "json", 0);
+	else if (!has_notify)
+		raw_section_set(s, "notify", "stdout", 0);
+	if (!has_name && !job->config_file) {
+		for (size_t i = 0; i < s->n_kv; i++) {
+			const char *v = s->kv[i].value, *base = strrchr(v, '/');
+
+			if (strcmp(s->kv[i].key, "pid") == 0) {
+				snprintf(name, sizeof(name), "pid-%s", v);
+				raw_section_set(s, "name", name, 0);
+				return;
+			}
+			if (strcmp(s->kv[i].key, "pid_file") == 0) {
+				/* /run/export.pid -> export */
+				snprintf(name, sizeof(name), "%s", base ? base + 1 : v);
+				name[strcspn(name, ".")] = '\0';
+				if (name[0] && strspn(name, "abcdefghijklmnopqrstuvwxyz"
+						      "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-@") ==
+						       strlen(name)) {
+					raw_section_set(s, "name", name, 0);
+					return;
+				}
+			}
+		}
+		raw_section_set(s, "name", "watch", 0);
+	}
+}
+
+int cli_watch(int argc, char **argv)
+{
+	struct cli_job job;
+	struct session s;
+	const char *state_dir;
+	int rc = cli_job_parse(&job, argc, argv, false, usage);
+
+	if (rc)
+		goto out;
+	state_dir = cli_state_dir();
+	if (job.argc > 1) {
+		fprintf(stderr, "vigil watch: one target only, got \"%s\" and \"%s\"\n", job.argv[0],
+			job.argv[1]);
+		rc = EXIT_USAGE;
+		goto out;
+	}
+	if (job.argc == 1 && (rc = bare_target(&job, job.argv[0], state_dir)))
+		goto out;
+	default_name_and_notify(&job);
+	if ((rc = cli_job_config(&job, false)))
+		goto out;
+	/* A job of vigil run has its record written by its supervisor: don't race it. */
+	rc = session_open(&s, &job, job.status_job ? NULL : state_dir);
+	if (rc == 0 && job.status_job && state_dir)
+		monitor_set_status_record(s.m, state_dir, job.status_job);
+	if (rc == 0)
+		monitor_set_single_run(s.m);
+	if (rc == 0)
+		rc = session_run(&s, isatty(STDERR_FILENO));
+	session_close(&s);
+out:
+	cli_job_free(&job);
+	return rc < 0 ? 0 : rc;
+}

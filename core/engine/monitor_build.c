@@ -1,0 +1,269 @@
+/* Building a monitor from its validated configuration: detector instances (each
+ * section checked against its plugin's option table first), notifiers, the
+ * success expression; starting it; spawning the command of `vigil run`. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/log.h"
+#include "monitor_internal.h"
+#include "base/success_expr.h"
+
+uint32_t notify_kind_bit(const char *kind)
+{
+	static const char *const kinds[] = {
+		VIGIL_EV_ATTACHED, VIGIL_EV_EXITED, VIGIL_EV_FILE, VIGIL_EV_MATCH,
+		VIGIL_EV_PROGRESS, VIGIL_EV_STALLED, VIGIL_EV_OVERDUE, VIGIL_EV_TIMEOUT,
+		VIGIL_EV_PRESSURE, VIGIL_EV_RECOVERED, VIGIL_EV_FINISHED,
+	};
+
+	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
+		if (strcmp(kinds[i], kind) == 0)
+			return 1u << i;
+	return 1u << 31;
+}
+
+void detector_free(struct detector *d)
+{
+	if (!d)
+		return;
+	if (d->instance)
+		d->plugin->destroy(d->instance);
+	ctx_release(&d->ctx);
+	free(d->section);
+	free(d->file_path);
+	free(d->config_path);
+	free(d);
+}
+
+/* Validate one section against the plugin's options and create the instance. */
+static struct detector *detector_new(struct monitor *m, const char *file,
+				     const struct raw_section *s, struct diag *d)
+{
+	char err[512] = "", label[400];
+	const struct vigil_plugin *p =
+		plugin_get(engine_plugins(m->engine), s->plugin, VIGIL_PLUGIN_DETECTOR, err, sizeof(err));
+	struct vigil_value *vals = NULL;
+	size_t n_vals = 0;
+	struct detector *det;
+
+	if (!p) {
+		diag_add(d, file, s->line, s->name, NULL, "%s", err);
+		return NULL;
+	}
+	if (config_check_options(file, s, p->options, &vals, &n_vals, d))
+		return NULL;
+	det = calloc(1, sizeof(*det));
+	snprintf(label, sizeof(label), "%s/%s", m->name, s->name);
+	if (!det || ctx_init(&det->ctx, m->engine, label)) {
+		free(det);
+		config_values_free(vals, n_vals);
+		return NULL;
+	}
+	det->monitor = m;
+	det->section = strdup(s->name);
+	for (size_t i = 0; i < n_vals; i++)
+		if (strcmp(vals[i].key, "path") == 0 && vals[i].text)
+			det->config_path = strdup(vals[i].text);
+	det->plugin = p;
+	det->ctx.monitor = m;
+	det->ctx.detector = det;
+	struct vigil_config cfg = {.file = file, .section = s->name, .monitor = m->name,
+				   .values = vals, .n_values = n_vals};
+	if (engine_plugin_shared(m->engine, p, &det->ctx.shared, err, sizeof(err)) != 0 ||
+	    p->create(&engine_host, &det->ctx, &cfg, &det->instance, err, sizeof(err)) != 0) {
+		diag_add(d, file, s->line, s->name, NULL, "%s", err[0] ? err : "invalid");
+		det->instance = NULL;
+		detector_free(det);
+		det = NULL;
+	}
+	config_values_free(vals, n_vals);
+	return det;
+}
+
+int monitor_add_detector(struct monitor *m, struct detector *det)
+{
+	struct detector **grown = realloc(m->dets, (m->n_dets + 1) * sizeof(*grown));
+
+	if (!grown)
+		return -ENOMEM;
+	m->dets = grown;
+	m->dets[m->n_dets++] = det;
+	return 0;
+}
+
+/* The pid detector is configured from [monitor]'s target keys. */
+struct detector *monitor_pid_detector_new(struct monitor *m, pid_t pid, struct diag *d)
+{
+	const struct monitor_config *mc = m->mc;
+	struct raw_section s = {.name = "pid", .plugin = "pid", .line = mc->line};
+	char num[32];
+	struct detector *det;
+
+	if (pid > 0) {
+		snprintf(num, sizeof(num), "%d", (int)pid);
+		raw_section_set(&s, "pid", num, mc->line);
+	} else if (mc->pid_file) {
+		raw_section_set(&s, "pid_file", mc->pid_file, mc->line);
+	} else if (mc->match) {
+		raw_section_set(&s, "match", mc->match, mc->line);
+	}
+	/* A [pid] section tunes the detector (exit_via); the target stays in [monitor]. */
+	for (size_t i = 0; i < mc->n_detectors; i++)
+		if (strcmp(mc->detectors[i].plugin, "pid") == 0)
+			for (size_t k = 0; k < mc->detectors[i].n_kv; k++)
+				raw_section_set(&s, mc->detectors[i].kv[k].key,
+						mc->detectors[i].kv[k].value, mc->detectors[i].kv[k].line);
+	det = detector_new(m, mc->file, &s, d);
+	for (size_t i = 0; i < s.n_kv; i++) {
+		free(s.kv[i].key);
+		free(s.kv[i].value);
+	}
+	free(s.kv);
+	return det;
+}
+
+static int add_notifiers(struct monitor *m, struct diag *d)
+{
+	const struct monitor_config *mc = m->mc;
+
+	for (size_t i = 0; i < mc->n_notify; i++) {
+		char *list = strdup(mc->notify[i]), *save = NULL;
+
+		for (char *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+			struct notifier *n, **grown;
+
+			while (*t == ' ' || *t == '\t')
+				t++;
+			for (char *e = t + strlen(t); e > t && (e[-1] == ' ' || e[-1] == '\t');)
+				*--e = '\0';
+			if (!*t)
+				continue;
+			n = engine_notifier(m->engine, t, mc->file, mc->line, d);
+			if (!n) {
+				free(list);
+				return -EINVAL;
+			}
+			grown = realloc(m->notifiers, (m->n_notifiers + 1) * sizeof(*grown));
+			uint32_t *filters = realloc(m->notify_filters, (m->n_notifiers + 1) * sizeof(*filters));
+			if (grown)
+				m->notifiers = grown;
+			if (filters)
+				m->notify_filters = filters;
+			if (!grown || !filters) {
+				free(list);
+				return -ENOMEM;
+			}
+			m->notify_filters[m->n_notifiers] = 0;
+			m->notifiers[m->n_notifiers++] = n;
+		}
+		free(list);
+	}
+	return 0;
+}
+
+struct monitor *monitor_new(struct engine *e, const struct monitor_config *mc, struct diag *d)
+{
+	struct monitor *m = calloc(1, sizeof(*m));
+	size_t errors = d->errors;
+	char err[256];
+
+	if (!m)
+		return NULL;
+	m->engine = e;
+	m->mc = mc;
+	m->progress = -1;
+	m->name = strdup(mc->name ? mc->name : "job");
+	if (mc->success && success_expr_parse(mc->success, &m->expr, err, sizeof(err)) != 0)
+		diag_add(d, mc->file, mc->line, "monitor", "success", "%s", err);
+	add_notifiers(m, d);
+	for (size_t i = 0; i < mc->n_detectors; i++) {
+		const struct raw_section *s = &mc->detectors[i];
+		struct detector *det;
+
+		if (strcmp(s->plugin, "pid") == 0) {
+			for (size_t k = 0; k < s->n_kv; k++)
+				if (!strcmp(s->kv[k].key, "pid") || !strcmp(s->kv[k].key, "pid_file") ||
+				    !strcmp(s->kv[k].key, "match"))
+					diag_add(d, mc->file, s->kv[k].line, s->name, s->kv[k].key,
+						 "the target is set in [monitor] (pid, pid_file, match "
+						 "or command)");
+			continue; /* merged into the pid detector's own section */
+		}
+		det = detector_new(m, mc->file, s, d);
+		if (det && monitor_add_detector(m, det))
+			detector_free(det);
+	}
+	if (!mc->command && (mc->pid || mc->pid_file || mc->match)) {
+		m->pid_det = monitor_pid_detector_new(m, mc->pid, d);
+		if (m->pid_det && monitor_add_detector(m, m->pid_det)) {
+			detector_free(m->pid_det);
+			m->pid_det = NULL;
+		}
+	}
+	if (d->errors > errors) {
+		monitor_free(m);
+		return NULL;
+	}
+	return m;
+}
+
+int monitor_start(struct monitor *m, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < m->n_dets; i++) {
+		struct detector *det = m->dets[i];
+
+		if (det == m->pid_det || !det->plugin->start)
+			continue;
+		if (det->plugin->start(det->instance, err, errlen) != 0)
+			return -EINVAL;
+	}
+	m->started = true;
+	/* A command is recorded once it runs: a failed start leaves no record. */
+	if (m->mc->command)
+		return monitor_spawn(m, err, errlen);
+	monitor_save_state(m);
+	if (m->pid_det && m->pid_det->plugin->start)
+		return m->pid_det->plugin->start(m->pid_det->instance, err, errlen) ? -EINVAL : 0;
+	return 0;
+}
+
+void monitor_free(struct monitor *m)
+{
+	struct loop *loop;
+
+	if (!m)
+		return;
+	loop = engine_loop(m->engine);
+	if (m->state_dirty)
+		monitor_save_state(m);
+	for (size_t i = 0; i < m->n_dets; i++)
+		detector_free(m->dets[i]);
+	free(m->dets);
+	free(m->notifiers);
+	free(m->notify_filters);
+	success_expr_free(m->expr);
+	int64_t *timers[] = {&m->timeout_timer, &m->expected_timer, &m->kill_timer,
+			     &m->settle_timer, &m->retry_timer, &m->status_timer,
+			     &m->state_timer};
+	for (size_t i = 0; i < sizeof(timers) / sizeof(timers[0]); i++)
+		if (*timers[i] > 0)
+			loop_del_timer(loop, *timers[i]);
+	for (size_t i = 0; i < m->n_tail; i++)
+		free((char *)m->tail[i].ptr);
+	free(m->tail);
+	free(m->cmdline);
+	free(m->failure_line);
+	free(m->reason);
+	free(m->log_path);
+	free(m->status_dir);
+	free(m->status_name);
+	free(m->name);
+	free(m);
+}
+
+bool monitor_lost_target(const struct monitor *m) { return m->lost; }
