@@ -1,0 +1,139 @@
+/* What the two halves of the log detector share: log.c (reading, line
+ * splitting, patterns, events, lifecycle) and log_rotation.c (which file to
+ * read next when the log is rotated). Both work on one instance, so its
+ * struct is here; everything else stays static in its file. Nothing here is
+ * exported from the .so (-fvisibility=hidden). */
+#ifndef VIGIL_LOG_INTERNAL_H
+#define VIGIL_LOG_INTERNAL_H
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+
+#include <pcre2.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "vigil/plugin.h"
+
+#define LOG_BLOCK (1u << 20)        /* one read() */
+#define LOG_FP 64                   /* fingerprint bytes: file head, last read */
+#define LOG_LATE_N 4                /* renamed files watched for late writes */
+
+enum { PAT_FAILURE, PAT_SUCCESS, PAT_PROGRESS, PAT_N };
+
+struct log_pat {
+	pcre2_code *re;
+	pcre2_match_data *md;
+	bool jit;
+};
+
+struct log_line; /* log.c: a line kept for the finished event */
+struct log_sib;  /* log_rotation.c: a rotated copy in the log's folder */
+
+/* What identifies a file across renames. */
+struct log_id {
+	dev_t dev;
+	ino_t ino;
+	int64_t btime; /* birth time in ns, 0 where the filesystem keeps none */
+};
+
+/* An open file and what identifies its content. */
+struct log_src {
+	int fd;
+	off_t off;
+	struct log_id id;
+	char head[LOG_FP];
+	size_t head_len;
+};
+
+struct log_sibs {
+	struct log_sib *v;
+	size_t n, cap;
+};
+
+/* A renamed file we read to its end: a writer that opened it before the
+ * rename may still append to it. */
+struct log_late {
+	int fd, wd;
+	off_t off;
+	int64_t left_ms;
+};
+
+struct log_inst {
+	const struct vigil_host *host;
+	struct vigil_ctx *ctx;
+	char *path, *dir, *base;
+	size_t base_len;
+	struct log_pat pat[PAT_N];
+	pcre2_match_context *mctx;
+	pcre2_jit_stack *jstack;
+	bool progress_percent; /* the pattern holds a '%' */
+	int64_t stall_ms;      /* 0: no stall detection */
+	bool from_start;
+	size_t max_line, tail_n;
+
+	int ino_fd, wd_dir, wd_file;
+	struct log_src cur;  /* fd -1 while the log does not exist */
+	struct log_src live; /* while recovering: the truncated log, read after cur */
+	bool recovering;
+	struct log_id *seen; /* rotated copies read already, or older than cur */
+	size_t n_seen, cap_seen;
+	struct log_sibs sibs[2];
+	struct log_late late[LOG_LATE_N];
+	bool leaving; /* cur is left behind, not closed, at the next switch */
+	char last[LOG_FP];   /* the bytes just before cur.off */
+	size_t last_len;
+
+	char *buf; /* carried partial line, then one block */
+	size_t carry;
+	bool skipping; /* inside a line longer than max_line */
+
+	struct log_line *ring;
+	struct vigil_bytes *tail_vec;
+	size_t ring_pos, ring_count;
+
+	int64_t resume_timer, retry_timer, stall_timer, progress_timer, late_timer;
+	int64_t last_output_ms;
+	bool stalled, exited;
+
+	bool prog_emitted, prog_pct, pend, pend_pct;
+	double prog_value, pend_value;
+	int64_t prog_ms;
+
+	bool warned_read, warned_match, warned_open, warned_lost;
+};
+
+/* log.c: reading, for the files rotation switches to */
+
+/* New bytes arrived: restarts the stall clock. */
+void log_note_output(struct log_inst *li);
+/* n new bytes sit in buf after the carried partial line. */
+void log_feed(struct log_inst *li, size_t n);
+/* The end of a byte stream: a last line without its newline counts. */
+void log_flush_partial(struct log_inst *li);
+/* Watch cur.fd (now another file) for writes, renames and deletion. */
+void log_watch_file(struct log_inst *li);
+
+/* log_rotation.c: which file to read, and when it changes */
+
+/* Follow the file at the path, from its end or its start, taking whatever
+ * was rotated before as read. 0 or -errno. */
+int log_open_path(struct log_inst *li, bool at_end);
+/* Everything rotated so far came before what we read now. */
+void log_seen_all(struct log_inst *li);
+/* cur was read to its end and is behind us: switch to the next file to read.
+ * False when there is nothing to go on with yet. */
+bool log_next_file(struct log_inst *li);
+/* cur was read to its end: when the path names another file now, go on
+ * with the next one. False when cur is still the file to read. */
+bool log_follow(struct log_inst *li);
+/* Was cur truncated in place (copytruncate)? */
+bool log_is_truncated(struct log_inst *li);
+/* cur was truncated: read what we had not read from the rotated copy, the
+ * copies after it, then the log from its start. */
+void log_truncated(struct log_inst *li);
+/* Read what was appended to renamed files we had left. Bytes read. */
+size_t log_late_check(struct log_inst *li, size_t budget);
+
+#endif

@@ -1,0 +1,677 @@
+/*
+ * Rotation for the log detector: which file to read next, with no line lost
+ * or repeated, even when several rotations happened before the loop got to
+ * run. The bytes go to the reading in log.c.
+ *
+ * - rename+create, delete+recreate: the old file is read to its end through
+ *   the open descriptor; then the rotated copies (LOG.N, LOG-DATE...) made
+ *   after it and not read yet, oldest first, then the file at the path. Files
+ *   are told apart by device, inode and birth time; the copies that existed
+ *   when we started, or that we read, are remembered as read. A renamed file
+ *   is watched for LOG_LATE_MS more, for a writer that opened it before the
+ *   rename and appends to it after we left it.
+ * - copytruncate: a truncation is detected by size or by the first bytes
+ *   changing; the copy holding what we read (same first bytes, same bytes
+ *   before our offset) is found by content wherever further rotations moved
+ *   it (LOG.3...), the rest of it is read, then the copies made after it,
+ *   then the log from its start.
+ * Limits: a copy deleted (logrotate's `rotate N`, maxage) or compressed
+ * before we got to it, or moved to an olddir, cannot be read: for a
+ * truncation that is logged once; compressed copies are never read; lines
+ * written between logrotate's copy and its truncate are lost by logrotate
+ * itself; a writer appending to a renamed file longer than LOG_LATE_MS after
+ * we left it is not followed.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "vigil/plugin.h"
+#include "log_internal.h"
+
+#define LOG_MAX_SIBS 1024           /* rotated copies looked at */
+#define LOG_MAX_SEEN 4096           /* rotated copies remembered as read */
+#define LOG_SCAN_TRIES 4            /* readings of the folder until two agree */
+#define LOG_LATE_MS 10000           /* renamed files watched this long after we left them */
+
+/* A rotated copy in the log's folder. */
+struct log_sib {
+	struct log_id id;
+	off_t size;
+	uint64_t num; /* LOG.N: N; LOG-SUFFIX: UINT64_MAX */
+	char name[NAME_MAX + 1];
+};
+
+/* ------------------------------------------------------------ identity */
+
+static int log_statx(int dirfd, const char *name, int flags, struct log_id *id, off_t *size,
+		     mode_t *mode)
+{
+	struct statx sx;
+
+	if (statx(dirfd, name, flags | AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS | STATX_BTIME, &sx) < 0)
+		return -errno;
+	id->dev = makedev(sx.stx_dev_major, sx.stx_dev_minor);
+	id->ino = sx.stx_ino;
+	id->btime = sx.stx_mask & STATX_BTIME
+			    ? (int64_t)sx.stx_btime.tv_sec * 1000000000 + sx.stx_btime.tv_nsec
+			    : 0;
+	*size = (off_t)sx.stx_size;
+	*mode = sx.stx_mode;
+	return 0;
+}
+
+/* Same file: device and inode, and the birth time where both are known (a
+ * deleted copy's inode number may be given to the next new file). */
+static bool log_id_eq(const struct log_id *a, const struct log_id *b)
+{
+	return a->dev == b->dev && a->ino == b->ino &&
+	       (!a->btime || !b->btime || a->btime == b->btime);
+}
+
+/* -------------------------------------------------------- fingerprints */
+
+static ssize_t log_pread_full(int fd, char *b, size_t n, off_t off)
+{
+	ssize_t r;
+
+	do
+		r = pread(fd, b, n, off);
+	while (r < 0 && errno == EINTR);
+	return r;
+}
+
+/* The fingerprints of the file's content: its first bytes, and the bytes
+ * before our offset. */
+static void log_read_fingerprints(struct log_inst *li)
+{
+	ssize_t r = log_pread_full(li->cur.fd, li->cur.head, LOG_FP, 0);
+	li->cur.head_len = r > 0 ? (size_t)r : 0;
+	size_t k = li->cur.off < LOG_FP ? (size_t)li->cur.off : LOG_FP;
+	r = log_pread_full(li->cur.fd, li->last, k, li->cur.off - (off_t)k);
+	li->last_len = r == (ssize_t)k ? k : 0;
+}
+
+/* Does the file hold the same content as cur up to cur.off? */
+static bool log_holds_ours(struct log_inst *li, int fd, off_t size, bool *read_past)
+{
+	char tmp[LOG_FP];
+	const struct log_src *c = &li->cur;
+
+	*read_past = false;
+	if (log_pread_full(fd, tmp, c->head_len, 0) != (ssize_t)c->head_len ||
+	    memcmp(tmp, c->head, c->head_len) != 0)
+		return false;
+	if (size < c->off) {
+		/* a copy taken before we read what followed: nothing left in it */
+		*read_past = c->head_len > 0;
+		return false;
+	}
+	return log_pread_full(fd, tmp, li->last_len, c->off - (off_t)li->last_len) ==
+		       (ssize_t)li->last_len &&
+	       memcmp(tmp, li->last, li->last_len) == 0;
+}
+
+/* --------------------------------------------------------- late writes */
+
+static int64_t log_late_cb(void *data);
+
+/* cur is left behind after a rename: watch it a while for late writes. */
+static void log_late_add(struct log_inst *li)
+{
+	struct log_late *l = &li->late[0];
+
+	for (size_t i = 1; i < LOG_LATE_N && l->fd >= 0; i++)
+		if (li->late[i].fd < 0 || li->late[i].left_ms < l->left_ms)
+			l = &li->late[i];
+	if (l->fd >= 0) {
+		if (l->wd >= 0)
+			inotify_rm_watch(li->ino_fd, l->wd);
+		close(l->fd);
+	}
+	l->fd = li->cur.fd;
+	l->off = li->cur.off;
+	l->wd = li->wd_file; /* its IN_MODIFY still wakes us */
+	l->left_ms = li->host->now_ms(li->ctx);
+	li->wd_file = -1;
+	if (!li->late_timer) {
+		int64_t id = li->host->add_timer(li->ctx, LOG_LATE_MS, log_late_cb, li);
+		li->late_timer = id > 0 ? id : 0;
+	}
+}
+
+static void log_late_close(struct log_inst *li, struct log_late *l)
+{
+	if (l->wd >= 0 && l->wd != li->wd_file && l->wd != li->wd_dir)
+		inotify_rm_watch(li->ino_fd, l->wd);
+	close(l->fd);
+	l->fd = l->wd = -1;
+}
+
+/* Lines appended to a file we had left: read them between two blocks of
+ * the current one, as a stream of their own. */
+static size_t log_late_read(struct log_inst *li, struct log_late *l, off_t size, size_t budget)
+{
+	size_t keep = li->carry, done = 0;
+	bool skip = li->skipping;
+	char *stash = keep ? malloc(keep) : NULL;
+
+	if (keep && !stash)
+		return 0; /* next time */
+	if (keep)
+		memcpy(stash, li->buf, keep);
+	li->carry = 0;
+	li->skipping = false;
+	while (l->off < size && done < budget) {
+		size_t want = (uint64_t)(size - l->off) < LOG_BLOCK ? (size_t)(size - l->off) : LOG_BLOCK;
+		ssize_t n = log_pread_full(l->fd, li->buf + li->carry, want, l->off);
+		if (n <= 0)
+			break;
+		l->off += n;
+		done += (size_t)n;
+		log_note_output(li);
+		log_feed(li, (size_t)n);
+	}
+	log_flush_partial(li);
+	if (keep)
+		memcpy(li->buf, stash, keep);
+	free(stash);
+	li->carry = keep;
+	li->skipping = skip;
+	return done;
+}
+
+/* Read what was appended to the files we left; forget those left long ago.
+ * One fstat each per callback, none per line. Bytes read. */
+size_t log_late_check(struct log_inst *li, size_t budget)
+{
+	int64_t now = li->host->now_ms(li->ctx);
+	size_t done = 0;
+	struct stat st;
+
+	for (size_t i = 0; i < LOG_LATE_N; i++) {
+		struct log_late *l = &li->late[i];
+		if (l->fd < 0)
+			continue;
+		if (fstat(l->fd, &st) < 0) {
+			log_late_close(li, l);
+			continue;
+		}
+		if (st.st_size < l->off)
+			l->off = st.st_size; /* truncated: what follows is new */
+		if (st.st_size > l->off && done < budget)
+			done += log_late_read(li, l, st.st_size, budget - done);
+		if (now - l->left_ms >= LOG_LATE_MS && l->off >= st.st_size)
+			log_late_close(li, l);
+	}
+	return done;
+}
+
+static int64_t log_late_cb(void *data)
+{
+	struct log_inst *li = data;
+	int64_t next = -1, now = li->host->now_ms(li->ctx);
+
+	log_late_check(li, SIZE_MAX);
+	for (size_t i = 0; i < LOG_LATE_N; i++)
+		if (li->late[i].fd >= 0 && (next < 0 || li->late[i].left_ms + LOG_LATE_MS - now < next))
+			next = li->late[i].left_ms + LOG_LATE_MS - now;
+	if (next >= 0)
+		return next > 0 ? next : 1;
+	li->late_timer = 0;
+	return VIGIL_TIMER_DONE;
+}
+
+/* ------------------------------------------------------ rotated copies */
+
+static bool log_compressed(const char *name)
+{
+	static const char *const ext[] = {"gz", "bz2", "xz", "zst", "lz4", "lzma", "lz",
+					  "lzo", "Z", "zip", "br"};
+	const char *dot = strrchr(name, '.');
+
+	for (size_t i = 0; dot && i < sizeof ext / sizeof ext[0]; i++)
+		if (strcmp(dot + 1, ext[i]) == 0)
+			return true;
+	return false;
+}
+
+/* A rotated copy's name: LOG.N (num N), or LOG-<digit>... (dates,
+ * logrotate's .backup; num UINT64_MAX). Compressed copies are not read. */
+static bool log_sib_name(const struct log_inst *li, const char *n, uint64_t *num)
+{
+	char *end;
+
+	if (strncmp(n, li->base, li->base_len) != 0)
+		return false;
+	n += li->base_len;
+	if (n[0] == '.' && n[1] >= '0' && n[1] <= '9') {
+		errno = 0;
+		*num = strtoull(n + 1, &end, 10);
+		return *end == '\0' && errno == 0 && *num != UINT64_MAX;
+	}
+	if (n[0] == '-' && n[1] >= '0' && n[1] <= '9' && !log_compressed(n)) {
+		*num = UINT64_MAX;
+		return true;
+	}
+	return false;
+}
+
+/* Older first: by birth time where known; in a tie (timestamps are coarse)
+ * as logrotate names them: LOG-DATE by name before LOG.N, LOG.N by N falling. */
+static int log_sib_cmp(const struct log_sib *a, const struct log_sib *b)
+{
+	if (a->id.btime && b->id.btime && a->id.btime != b->id.btime)
+		return a->id.btime < b->id.btime ? -1 : 1;
+	if (a->num != b->num)
+		return a->num > b->num ? -1 : 1;
+	return a->num == UINT64_MAX ? strcmp(a->name, b->name) : 0;
+}
+
+static int log_scan_once(struct log_inst *li, struct log_sibs *s)
+{
+	DIR *d = opendir(li->dir);
+
+	s->n = 0;
+	if (!d)
+		return -errno;
+	for (struct dirent *de; (de = readdir(d));) {
+		uint64_t num;
+		mode_t mode;
+
+		if (!log_sib_name(li, de->d_name, &num))
+			continue;
+		if (s->n == s->cap) {
+			size_t cap = s->cap ? s->cap * 2 : 32;
+			struct log_sib *v = cap <= LOG_MAX_SIBS ? realloc(s->v, cap * sizeof *v) : NULL;
+			if (!v)
+				break; /* more than LOG_MAX_SIBS copies: the rest are not read */
+			s->v = v;
+			s->cap = cap;
+		}
+		struct log_sib *e = &s->v[s->n];
+		if (log_statx(dirfd(d), de->d_name, 0, &e->id, &e->size, &mode) < 0 ||
+		    !S_ISREG(mode))
+			continue;
+		e->num = num;
+		memcpy(e->name, de->d_name, strlen(de->d_name) + 1);
+		s->n++;
+	}
+	closedir(d);
+	return 0;
+}
+
+static bool log_sibs_same(const struct log_sibs *a, const struct log_sibs *b)
+{
+	if (a->n != b->n)
+		return false;
+	for (size_t i = 0; i < a->n; i++)
+		if (!log_id_eq(&a->v[i].id, &b->v[i].id) || strcmp(a->v[i].name, b->v[i].name))
+			return false;
+	return true;
+}
+
+static bool log_seen_has(const struct log_inst *li, const struct log_id *id)
+{
+	for (size_t i = 0; i < li->n_seen; i++)
+		if (log_id_eq(&li->seen[i], id))
+			return true;
+	return false;
+}
+
+static void log_seen_add(struct log_inst *li, const struct log_id *id)
+{
+	if (log_seen_has(li, id))
+		return;
+	if (li->n_seen == li->cap_seen) {
+		size_t cap = li->cap_seen ? li->cap_seen * 2 : 32;
+		struct log_id *v = cap <= LOG_MAX_SEEN ? realloc(li->seen, cap * sizeof *v) : NULL;
+		if (!v) {
+			if (!li->n_seen)
+				return;
+			/* forget the oldest */
+			memmove(li->seen, li->seen + 1, --li->n_seen * sizeof *li->seen);
+		} else {
+			li->seen = v;
+			li->cap_seen = cap;
+		}
+	}
+	li->seen[li->n_seen++] = *id;
+}
+
+/* Forget the files that are gone from the folder. */
+static void log_seen_prune(struct log_inst *li, const struct log_sibs *s)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < li->n_seen; i++) {
+		bool present = false;
+		for (size_t j = 0; j < s->n && !present; j++)
+			present = log_id_eq(&li->seen[i], &s->v[j].id);
+		if (present)
+			li->seen[k++] = li->seen[i];
+	}
+	li->n_seen = k;
+}
+
+/* The rotated copies in the folder now. readdir() while logrotate renames
+ * may show a file twice or not at all, so the folder is read until two
+ * readings agree. NULL when it cannot be read. */
+static const struct log_sibs *log_siblings(struct log_inst *li)
+{
+	struct log_sibs t;
+
+	if (log_scan_once(li, &li->sibs[0]) < 0)
+		return NULL;
+	for (int i = 0; i < LOG_SCAN_TRIES; i++) {
+		if (log_scan_once(li, &li->sibs[1]) < 0)
+			return NULL;
+		if (log_sibs_same(&li->sibs[0], &li->sibs[1])) {
+			log_seen_prune(li, &li->sibs[0]);
+			break;
+		}
+		t = li->sibs[0];
+		li->sibs[0] = li->sibs[1];
+		li->sibs[1] = t;
+	}
+	return &li->sibs[0];
+}
+
+/* Everything rotated so far came before what we read now. */
+void log_seen_all(struct log_inst *li)
+{
+	const struct log_sibs *s = log_siblings(li);
+
+	for (size_t i = 0; s && i < s->n; i++)
+		log_seen_add(li, &s->v[i].id);
+}
+
+static bool log_unread(const struct log_inst *li, const struct log_id *id)
+{
+	return !log_seen_has(li, id) && !log_id_eq(id, &li->cur.id) &&
+	       (li->live.fd < 0 || !log_id_eq(id, &li->live.id));
+}
+
+/* The oldest rotated copy not read yet, or NULL. */
+static const struct log_sib *log_oldest_unread(struct log_inst *li, const struct log_sibs *s)
+{
+	const struct log_sib *best = NULL;
+
+	for (size_t i = 0; i < s->n; i++)
+		if (log_unread(li, &s->v[i].id) && (!best || log_sib_cmp(&s->v[i], best) < 0))
+			best = &s->v[i];
+	return best;
+}
+
+/* Open a rotated copy; -ESTALE when its name now belongs to another file. */
+static int log_open_sib(struct log_inst *li, const struct log_sib *e, off_t *size)
+{
+	char p[PATH_MAX];
+	struct log_id id;
+	mode_t mode;
+	int fd;
+
+	if ((size_t)snprintf(p, sizeof p, "%s/%s", li->dir, e->name) >= sizeof p)
+		return -ENAMETOOLONG;
+	fd = open(p, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	if (fd < 0)
+		return -errno;
+	if (log_statx(fd, "", AT_EMPTY_PATH, &id, size, &mode) < 0 || !log_id_eq(&id, &e->id)) {
+		close(fd);
+		return -ESTALE;
+	}
+	return fd;
+}
+
+/* Open the path; its fd or -errno. */
+static int log_open_at_path(struct log_inst *li, struct log_id *id, off_t *size)
+{
+	mode_t mode;
+	int e, fd = open(li->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+
+	if (fd < 0)
+		return -errno;
+	e = log_statx(fd, "", AT_EMPTY_PATH, id, size, &mode);
+	if (e == 0 && !S_ISREG(mode)) {
+		if (!li->warned_open)
+			li->host->log(li->ctx, VIGIL_LOG_WARN, "%s: not a regular file", li->path);
+		li->warned_open = true;
+		e = -EINVAL;
+	}
+	if (e < 0) {
+		close(fd);
+		return e;
+	}
+	li->warned_open = false;
+	return fd;
+}
+
+/* ----------------------------------------------------------- following */
+
+/* Read fd from `off` from now on. At offset 0 it is another stream: the
+ * partial line of the previous one ends there. */
+static void log_switch(struct log_inst *li, int fd, const struct log_id *id, off_t off)
+{
+	if (off == 0 && li->buf)
+		log_flush_partial(li);
+	if (li->cur.fd >= 0 && li->cur.fd != fd && li->cur.fd != li->live.fd) {
+		if (li->leaving)
+			log_late_add(li);
+		else
+			close(li->cur.fd);
+	}
+	li->leaving = false;
+	li->cur.fd = fd;
+	li->cur.id = *id;
+	li->cur.off = off;
+	lseek(fd, off, SEEK_SET);
+	log_read_fingerprints(li);
+	if (li->ino_fd >= 0)
+		log_watch_file(li);
+}
+
+/* Follow the file at the path, from its end or its start, taking whatever
+ * was rotated before as read. 0 or -errno. */
+int log_open_path(struct log_inst *li, bool at_end)
+{
+	struct log_id id;
+	off_t size;
+	int fd = log_open_at_path(li, &id, &size);
+
+	if (fd < 0)
+		return fd;
+	log_seen_all(li);
+	log_switch(li, fd, &id, at_end ? size : 0);
+	return 0;
+}
+
+/* The truncated log continues what cur read (it was copied, not truncated
+ * yet): go on reading it at cur.off rather than from its start. */
+static bool log_continues(struct log_inst *li, int fd)
+{
+	struct stat st;
+	bool read_past;
+
+	if (fd == li->cur.fd || li->cur.off == 0 || fstat(fd, &st) < 0)
+		return false;
+	return log_holds_ours(li, fd, st.st_size, &read_past);
+}
+
+static void log_end_recovery(struct log_inst *li)
+{
+	struct log_src live = li->live;
+	off_t off = log_continues(li, live.fd) ? li->cur.off : 0;
+
+	li->live.fd = -1;
+	li->recovering = false;
+	log_switch(li, live.fd, &live.id, off);
+}
+
+/* cur was read to its end and is behind us: go on with the oldest rotated
+ * copy not read yet (made by rotations that happened before we got to run),
+ * then the truncated log (copytruncate) or the file at the path (a rename,
+ * or delete and create). The path is opened before the folder is read, so a
+ * file rotated before that open is among the copies. False when there is
+ * nothing to go on with yet. */
+bool log_next_file(struct log_inst *li)
+{
+	for (int tries = 0; tries < LOG_SCAN_TRIES; tries++) {
+		struct log_id id;
+		off_t size;
+		int pfd = li->live.fd >= 0 ? -1 : log_open_at_path(li, &id, &size);
+		const struct log_sibs *s = log_siblings(li);
+		const struct log_sib *e = s ? log_oldest_unread(li, s) : NULL;
+
+		if (e && pfd >= 0 && log_id_eq(&e->id, &id))
+			e = NULL; /* renamed back to the path meanwhile */
+		if (e) {
+			struct log_id eid = e->id;
+			int fd = log_open_sib(li, e, &size);
+			if (pfd >= 0)
+				close(pfd);
+			if (fd == -ESTALE)
+				continue;
+			log_seen_add(li, &eid); /* read now, or unreadable: skipped */
+			if (fd >= 0) {
+				log_switch(li, fd, &eid, 0);
+				return true;
+			}
+			continue;
+		}
+		if (li->live.fd >= 0) {
+			log_end_recovery(li);
+			return true;
+		}
+		if (pfd < 0)
+			return false;
+		log_switch(li, pfd, &id, 0);
+		return true;
+	}
+	if (li->live.fd >= 0) {
+		log_end_recovery(li);
+		return true;
+	}
+	return false;
+}
+
+/* Read to the end: when the path names another file now, cur is done. */
+bool log_follow(struct log_inst *li)
+{
+	struct stat st;
+
+	if (stat(li->path, &st) < 0)
+		return false; /* gone: wait for the next file to appear */
+	if (st.st_dev == li->cur.id.dev && st.st_ino == li->cur.id.ino)
+		return false;
+	log_seen_add(li, &li->cur.id);
+	li->leaving = true;
+	bool moved = log_next_file(li);
+	li->leaving = false;
+	return moved;
+}
+
+/* -------------------------------------------------------- copytruncate */
+
+/* The newest rotated copy holding what we read, up to cur.off at least
+ * (*fd open on it), or failing that the newest holding the start of it
+ * only, taken before we read the rest (*fd -1: nothing left to read in it).
+ * NULL when none holds our first bytes. */
+static const struct log_sib *log_find_copy(struct log_inst *li, const struct log_sibs *s,
+					   int *fd)
+{
+	const struct log_sib *best = NULL, *past = NULL;
+
+	*fd = -1;
+	for (size_t i = 0; i < s->n; i++) {
+		const struct log_sib *e = &s->v[i];
+		off_t size;
+		bool read_past;
+
+		if (e->size < (off_t)li->cur.head_len || (best && log_sib_cmp(e, best) < 0))
+			continue;
+		int f = log_open_sib(li, e, &size);
+		if (f < 0)
+			continue;
+		if (log_holds_ours(li, f, size, &read_past)) {
+			if (*fd >= 0)
+				close(*fd);
+			best = e;
+			*fd = f;
+			continue;
+		}
+		if (read_past && (!past || log_sib_cmp(e, past) > 0))
+			past = e;
+		close(f);
+	}
+	return best ? best : past;
+}
+
+/* Truncated in place (copytruncate): the log is kept open as `live`; what
+ * we had not read is taken from the rotated copy holding what we read, then
+ * from the copies made after it, oldest first, then the log from its start.
+ * The copy is found by content (first bytes, and the bytes before our
+ * offset), wherever further rotations moved it (LOG.1, LOG.3, LOG-DATE). */
+void log_truncated(struct log_inst *li)
+{
+	const struct log_sibs *s = li->cur.off > 0 ? log_siblings(li) : NULL;
+	int fd = -1;
+	const struct log_sib *copy = s ? log_find_copy(li, s, &fd) : NULL;
+	struct log_id id;
+
+	li->live = li->cur;
+	li->recovering = true;
+	if (copy) {
+		/* it and the copies before it hold nothing we have not read */
+		id = copy->id;
+		for (size_t i = 0; i < s->n; i++)
+			if (log_sib_cmp(&s->v[i], copy) <= 0)
+				log_seen_add(li, &s->v[i].id);
+	} else if (li->cur.off > 0 && !li->warned_lost) {
+		/* deleted by logrotate's `rotate N` before we got to run, compressed,
+		 * or moved to an olddir: those lines are gone for us */
+		li->warned_lost = true;
+		li->host->log(li->ctx, VIGIL_LOG_WARN,
+			      "%s truncated and no rotated copy holds the lines not read yet "
+			      "(deleted, compressed or moved away): they are skipped",
+			      li->path);
+	}
+	if (fd >= 0) {
+		li->host->log(li->ctx, VIGIL_LOG_INFO,
+			      "%s truncated: reading the rest of the rotated copy", li->path);
+		log_switch(li, fd, &id, li->cur.off);
+		return;
+	}
+	log_next_file(li);
+}
+
+/* Shorter than our offset, or other first bytes: truncated (and maybe
+ * written again past our offset already). */
+bool log_is_truncated(struct log_inst *li)
+{
+	struct stat st;
+	char tmp[LOG_FP];
+
+	if (fstat(li->cur.fd, &st) < 0)
+		return false;
+	if (st.st_size < li->cur.off)
+		return true;
+	ssize_t r = log_pread_full(li->cur.fd, tmp, LOG_FP, 0);
+	if (r < 0)
+		return false;
+	if ((size_t)r < li->cur.head_len || memcmp(tmp, li->cur.head, li->cur.head_len) != 0)
+		return true;
+	if ((size_t)r > li->cur.head_len) {
+		memcpy(li->cur.head, tmp, (size_t)r);
+		li->cur.head_len = (size_t)r;
+	}
+	return false;
+}
