@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -20,8 +21,11 @@
 #include <unistd.h>
 
 #include "build_config.h"
+#include "base/safe_file.h"
 #include "control.h"
 #include "engine/engine.h"
+#include "engine/metrics.h"
+#include "metrics_http.h"
 #include "base/log.h"
 #include "lib/proc.h"
 #include "base/state.h"
@@ -36,6 +40,8 @@ struct entry {
 	struct monitor_config mc;
 	struct monitor *m;
 	bool keep; /* reload: unchanged */
+	struct loop *loop;     /* set while a missed-run timer may run */
+	int64_t missed_timer;  /* every = : when the next run is due (0: none) */
 };
 
 struct agent {
@@ -59,7 +65,20 @@ struct agent {
 	struct entry **v;
 	size_t n;
 	int stop_signal;
+	int64_t metrics_timer;     /* a textfile write is due */
+	bool metrics_warned;       /* the textfile failed: said once until it works */
+	struct metrics_http *http; /* metrics_listen, NULL: off */
+	/* Spools of other processes (vigil run, watch) under our folders. */
+	int64_t adopt_timer;
+	struct spool **handed;     /* adopted folders, closed at the next scan */
+	size_t n_handed;
+	char **adopt_warned;       /* "root/name" said once: no notifier for it */
+	size_t n_adopt_warned;
 };
+
+static void metrics_changed(struct agent *a);
+static void missed_arm(struct agent *a, struct entry *en, int64_t last_start_ms);
+static void missed_cancel(struct entry *en);
 
 /* ------------------------------------------------------------ sd_notify */
 
@@ -103,12 +122,28 @@ static void entry_free(struct entry *en)
 {
 	if (!en)
 		return;
+	missed_cancel(en);
 	monitor_free(en->m);
 	monitor_config_free(&en->mc);
 	raw_ini_free(&en->ini);
 	free(en->file);
 	free(en->key);
 	free(en);
+}
+
+/* As `vigil check FILE` (config_read_ini): a NUL byte is an error at its line,
+ * never a silent end of the file. */
+static bool nul_refused(const char *file, const char *text, size_t len, struct diag *d)
+{
+	const char *nul = memchr(text, '\0', len);
+	unsigned line = 1;
+
+	if (!nul)
+		return false;
+	for (const char *p = text; p < nul; p++)
+		line += *p == '\n';
+	diag_add(d, file, line, NULL, NULL, "a NUL byte: not a text file");
+	return true;
 }
 
 static char *read_text(const char *path, uid_t *uid, struct diag *d)
@@ -131,6 +166,10 @@ static char *read_text(const char *path, uid_t *uid, struct diag *d)
 	text = malloc((size_t)st.st_size + 1);
 	n = text ? fread(text, 1, (size_t)st.st_size, f) : 0;
 	fclose(f);
+	if (text && nul_refused(path, text, n, d)) {
+		free(text);
+		return NULL;
+	}
 	if (text)
 		text[n] = '\0';
 	return text;
@@ -380,8 +419,11 @@ static bool entry_seed(struct agent *a, struct entry *en)
 	if (state_read(a->state_dir, monitor_name(en->m), &r) != 0 || r.run == 0)
 		return true;
 	seed = r.run;
-	if (strcmp(r.state, "running") == 0 && r.pid > 0 && proc_is_same(r.pid, r.start_time)) {
+	if ((strcmp(r.state, "running") == 0 || strcmp(r.state, "stopped") == 0) && r.pid > 0 &&
+	    proc_is_same(r.pid, r.start_time)) {
 		seed = r.run - 1;
+		if (en->mc.command) /* started by an earlier life of the agent */
+			monitor_adopt(en->m, r.pid, r.start_time);
 	} else if (en->mc.pid && r.pid == en->mc.pid && strcmp(r.state, "finished") == 0) {
 		log_msg(LOG_LVL_INFO, monitor_name(en->m), "pid %d ended in run %llu already",
 			(int)r.pid, (unsigned long long)r.run);
@@ -399,6 +441,8 @@ static void entry_start(struct agent *a, struct entry *en)
 		return;
 	if (monitor_start(en->m, err, sizeof(err)) != 0)
 		log_msg(LOG_LVL_ERR, monitor_name(en->m), "%s: cannot start: %s", en->file, err);
+	/* After the start: a process found at once has its run in the record. */
+	missed_arm(a, en, -1);
 }
 
 struct reload_stats {
@@ -500,16 +544,16 @@ static void apply_next(struct agent *a, bool first, struct entry **next, size_t 
 	a->n = n_next;
 }
 
-/* vigil.ini: new defaults and notifiers; folders only at start. */
-static void reload_agent_ini(struct agent *a, bool first, struct diag *d)
+/* vigil.ini: new defaults and notifiers; folders only at start. False when it
+ * is broken (its previous settings stay). */
+static bool reload_agent_ini(struct agent *a, bool first, struct diag *d)
 {
 	struct agent_config ac;
-	size_t errors = d->errors;
 
 	if (load_agent_ini(a, &ac, a->explicit_config, d) != 0) {
 		if (!first)
 			log_warnx("%s is broken: its previous settings stay", a->config_file);
-		return;
+		return false;
 	}
 	if (first) {
 		agent_paths(a, &ac);
@@ -524,7 +568,7 @@ static void reload_agent_ini(struct agent *a, bool first, struct diag *d)
 		apply_notifiers(a, &ac, d);
 	agent_config_free(&a->ac);
 	a->ac = ac;
-	(void)errors;
+	return true;
 }
 
 /* Build the new set first, then apply it. Diagnostics and changes go to out
@@ -539,7 +583,9 @@ static void agent_reload(struct agent *a, bool first, struct buf *out)
 
 	if (!first) {
 		sd_notify_reloading();
-		reload_agent_ini(a, false, &d);
+		/* A broken vigil.ini counts as broken: `vigil reload` must fail. */
+		if (!reload_agent_ini(a, false, &d))
+			st.failed++;
 	}
 	next = build_next(a, &n_next, &st, &d);
 	if (next)
@@ -555,6 +601,7 @@ static void agent_reload(struct agent *a, bool first, struct buf *out)
 		buf_printf(out, "%s\n", d.lines[i]);
 	buf_free(&changes);
 	diag_free(&d);
+	metrics_changed(a); /* monitors came or went */
 	sd_notify_send("READY=1");
 }
 
@@ -657,13 +704,19 @@ static void agent_ctl_reload(void *ctx, const struct control_peer *p, struct buf
 
 /* Validated in a scratch engine: a peer's check never changes the agent. */
 static void agent_ctl_check(void *ctx, const struct control_peer *p, const char *file,
-			    const char *text, struct buf *out)
+			    const char *text, size_t len, struct buf *out)
 {
 	struct agent *a = ctx;
-	struct engine *e = engine_new(a->loop, &a->plugins, NULL);
+	struct engine *e;
 	struct diag d = {0};
 	struct entry *en;
 
+	if (nul_refused(file, text, len, &d)) {
+		buf_printf(out, "error: invalid\n%s\n", d.lines[0]);
+		diag_free(&d);
+		return;
+	}
+	e = engine_new(a->loop, &a->plugins, NULL);
 	if (!e) {
 		buf_puts(out, "error: out of memory\n");
 		return;
@@ -677,6 +730,305 @@ static void agent_ctl_check(void *ctx, const struct control_peer *p, const char 
 	entry_free(en);
 	diag_free(&d);
 	engine_free(e);
+}
+
+/* ------------------------------------------------------------ metrics */
+
+/* Records come in bursts (attached, exited, finished): one write per burst,
+ * after the engine has written the run record of the last one. */
+#define METRICS_COALESCE_MS 50
+
+static int agent_render_metrics(void *ctx, struct buf *out)
+{
+	struct agent *a = ctx;
+
+	return metrics_render(out, a->state_dir, a->spool_dir);
+}
+
+/* metrics_textfile, replaced atomically (node_exporter never reads half). */
+static void write_textfile(struct agent *a)
+{
+	const char *path = a->ac.metrics_textfile;
+	struct buf b = BUF_INIT;
+	char err[PATH_MAX + 200] = "";
+	int rc;
+
+	if (!path)
+		return;
+	rc = agent_render_metrics(a, &b);
+	if (rc != 0)
+		snprintf(err, sizeof(err), "%s: %s", a->state_dir, strerror(-rc));
+	else
+		rc = safe_file_replace(path, b.p ? b.p : "", b.len, 0644, err, sizeof(err));
+	if (rc != 0 && !a->metrics_warned)
+		log_warnx("metrics_textfile: %s", err);
+	else if (rc == 0 && a->metrics_warned)
+		log_info("metrics_textfile: %s written again", path);
+	a->metrics_warned = rc != 0;
+	buf_free(&b);
+}
+
+static int64_t textfile_due(struct loop *loop, int64_t id, void *data)
+{
+	struct agent *a = data;
+
+	(void)loop;
+	(void)id;
+	a->metrics_timer = 0;
+	write_textfile(a);
+	return LOOP_TIMER_DONE;
+}
+
+/* Something the metrics show changed: no timer runs while nothing does. */
+static void metrics_changed(struct agent *a)
+{
+	if (!a->ac.metrics_textfile || a->metrics_timer > 0)
+		return;
+	a->metrics_timer = loop_add_timer(a->loop, METRICS_COALESCE_MS, textfile_due, a, NULL);
+	if (a->metrics_timer < 0) {
+		a->metrics_timer = 0;
+		write_textfile(a);
+	}
+}
+
+/* ------------------------------------------------------------ missed runs */
+
+#define VIGIL_EV_MISSED "missed"
+
+/* every = on a monitor whose runs start on their own (pid_file, match). */
+static bool recurring(const struct entry *en)
+{
+	return en->mc.every_ms > 0 && (en->mc.pid_file || en->mc.match);
+}
+
+static void missed_cancel(struct entry *en)
+{
+	if (en->missed_timer > 0)
+		loop_del_timer(en->loop, en->missed_timer);
+	en->missed_timer = 0;
+}
+
+static int64_t now_wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* No run started within every + grace: say so, then again one period later
+ * at most (never a flood), until the next run's `attached` re-arms. */
+static int64_t missed_fired(struct loop *loop, int64_t id, void *data)
+{
+	struct entry *en = data;
+	char msg[200], every[32];
+	struct vigil_field f[2] = {
+		{.name = "every", .type = VIGIL_FIELD_DOUBLE, .u.d = (double)en->mc.every_ms / 1000},
+		{.name = "grace", .type = VIGIL_FIELD_DOUBLE, .u.d = (double)en->mc.grace_ms / 1000},
+	};
+	struct vigil_event ev = {.kind = VIGIL_EV_MISSED, .message = msg, .fields = f,
+				 .n_fields = 2};
+
+	(void)loop;
+	(void)id;
+	/* A long run still going is not a missed one (timeout is for that). */
+	if (process_uid(en) >= 0)
+		return en->mc.every_ms;
+	snprintf(msg, sizeof(msg), "no run started within %s (every) + grace",
+		 config_format_duration(en->mc.every_ms, every, sizeof(every)));
+	monitor_emit(en->m, NULL, &ev);
+	return en->mc.every_ms;
+}
+
+/* The last run's start: the record of this or an earlier life of the agent;
+ * none (-1): the agent's start counts as one. */
+static int64_t last_start_ms(struct agent *a, struct entry *en)
+{
+	struct run_record r;
+
+	if (a->state_dir && state_read(a->state_dir, monitor_name(en->m), &r) == 0 &&
+	    r.started_ms > 0)
+		return r.started_ms;
+	return -1;
+}
+
+static void missed_arm(struct agent *a, struct entry *en, int64_t last_ms)
+{
+	int64_t now = now_wall_ms(), due;
+
+	missed_cancel(en);
+	if (!recurring(en))
+		return;
+	if (last_ms < 0)
+		last_ms = last_start_ms(a, en);
+	if (last_ms < 0 || last_ms > now)
+		last_ms = now;
+	due = last_ms + en->mc.every_ms + en->mc.grace_ms - now;
+	en->loop = a->loop;
+	en->missed_timer = loop_add_timer(a->loop, due > 0 ? due : 0, missed_fired, en, NULL);
+	if (en->missed_timer < 0) {
+		log_msg(LOG_LVL_ERR, monitor_name(en->m), "cannot arm the missed-run timer");
+		en->missed_timer = 0;
+	}
+}
+
+static void record_made(void *data, struct monitor *m, const struct vigil_record *rec)
+{
+	struct agent *a = data;
+	struct entry *en;
+
+	/* A run began: the next one is due every_ms after this one's start. */
+	if (rec->event && strcmp(rec->event->kind, VIGIL_EV_ATTACHED) == 0 &&
+	    (en = find_name(a->v, a->n, monitor_name(m))) && en->m == m)
+		missed_arm(a, en, rec->time_ms);
+	metrics_changed(a);
+}
+
+/* metrics_listen, read at start like the folders. */
+static int open_listener(struct agent *a)
+{
+	char err[512];
+
+	if (!a->ac.metrics_listen)
+		return 0;
+	a->http = metrics_http_open(a->loop, a->ac.metrics_listen, agent_render_metrics, a, err,
+				    sizeof(err));
+	if (!a->http)
+		fprintf(stderr, "vigil agent: %s\n", err);
+	return a->http ? 0 : AGENT_EXIT_CONFIG;
+}
+
+/* ------------------------------------------- spools left by other processes */
+/* vigil run's supervisors and vigil watch spool under the state folder in use
+ * (STATE/spool) or the agent's spool_dir; what they leave when they end is
+ * ours when we have a notifier of the same folder name (a [notifier NAME], or
+ * plugin + hash of the spec). A folder still owned (its .lock held) is its
+ * owner's. Adopted records go to our notifier (its spool first), then are
+ * marked done in theirs; that spool is closed (the marks written) only at the
+ * next scan, long after our spool committed them: at least once, never lost. */
+#define ADOPT_SCAN_MS 30000
+
+struct handover {
+	struct notifier *n;
+	struct spool *from;
+};
+
+static void handed_over(void *data, struct spool_seg *seg, uint32_t index,
+			struct stored_record *rec, char *host)
+{
+	struct handover *h = data;
+
+	notifier_submit(h->n, &rec->rec);
+	spool_done(h->from, seg, index);
+	record_free(rec);
+	free(host);
+}
+
+static void adopt_warn_once(struct agent *a, const char *path)
+{
+	char **grown;
+
+	for (size_t i = 0; i < a->n_adopt_warned; i++)
+		if (strcmp(a->adopt_warned[i], path) == 0)
+			return;
+	log_warnx("spool %s: left by a process that ended, but no notifier here uses that "
+		  "folder name; not delivered", path);
+	grown = realloc(a->adopt_warned, (a->n_adopt_warned + 1) * sizeof(*grown));
+	if (grown && (grown[a->n_adopt_warned] = strdup(path)))
+		a->n_adopt_warned++;
+	if (grown)
+		a->adopt_warned = grown;
+}
+
+static bool spool_has_segments(const char *path)
+{
+	DIR *d = opendir(path);
+	struct dirent *de;
+	bool any = false;
+
+	while (d && !any && (de = readdir(d)))
+		any = de->d_name[0] != '.' && strcmp(de->d_name, "dead") != 0;
+	if (d)
+		closedir(d);
+	return any;
+}
+
+/* One folder: ours to deliver (kept open until the next scan), or said once. */
+static void adopt_folder(struct agent *a, const char *root, const char *name, bool own_root)
+{
+	struct notifier *n = engine_notifier_by_folder(a->engine, name);
+	struct handover h = {n, NULL};
+	struct spool **grown;
+	char path[PATH_MAX], err[300];
+	size_t bad = 0;
+
+	snprintf(path, sizeof(path), "%s/%s", root, name);
+	if ((own_root && n) || !spool_has_segments(path))
+		return; /* our notifier's own folder: its rescan adopts */
+	if (spool_open(root, name, &h.from, err, sizeof(err)) != 0) {
+		log_warnx("%s", err);
+		return;
+	}
+	if (!spool_is_owner(h.from) || !n) {
+		if (spool_is_owner(h.from))
+			adopt_warn_once(a, path);
+		spool_close(h.from);
+		return;
+	}
+	grown = realloc(a->handed, (a->n_handed + 1) * sizeof(*grown));
+	if (!grown) {
+		spool_close(h.from);
+		return;
+	}
+	a->handed = grown;
+	a->handed[a->n_handed++] = h.from;
+	spool_adopt(h.from, handed_over, &h, &bad);
+	log_info("adopted the spool %s for notifier %s", path, notifier_name(n));
+}
+
+static void adopt_root(struct agent *a, const char *root, bool own_root)
+{
+	DIR *d = opendir(root);
+	struct dirent *de;
+
+	while (d && (de = readdir(d)))
+		if (de->d_name[0] != '.' && (de->d_type == DT_DIR || de->d_type == DT_UNKNOWN))
+			adopt_folder(a, root, de->d_name, own_root);
+	if (d)
+		closedir(d);
+}
+
+static void handed_close(struct agent *a)
+{
+	for (size_t i = 0; i < a->n_handed; i++)
+		spool_close(a->handed[i]);
+	a->n_handed = 0;
+}
+
+static int64_t adopt_scan(struct loop *loop, int64_t id, void *data)
+{
+	struct agent *a = data;
+	char state_spool[PATH_MAX];
+
+	(void)loop;
+	(void)id;
+	handed_close(a);
+	snprintf(state_spool, sizeof(state_spool), "%s/spool", a->state_dir);
+	adopt_root(a, a->spool_dir, true);
+	if (strcmp(state_spool, a->spool_dir) != 0)
+		adopt_root(a, state_spool, false);
+	return ADOPT_SCAN_MS;
+}
+
+static void adopt_stop(struct agent *a)
+{
+	if (a->adopt_timer > 0)
+		loop_del_timer(a->loop, a->adopt_timer);
+	handed_close(a);
+	free(a->handed);
+	for (size_t i = 0; i < a->n_adopt_warned; i++)
+		free(a->adopt_warned[i]);
+	free(a->adopt_warned);
 }
 
 /* ------------------------------------------------------------ lifecycle */
@@ -748,6 +1100,7 @@ static int agent_open(struct agent *a)
 		return AGENT_EXIT_CONFIG;
 	}
 	plugin_set_init(&a->plugins, a->plugin_dir);
+	plugin_set_add_path(&a->plugins, a->ac.plugin_path); /* read at start, like plugin_dir */
 	opt.state_dir = a->state_dir;
 	opt.spool_dir = a->spool_dir;
 	a->engine = engine_new(a->loop, &a->plugins, &opt);
@@ -759,6 +1112,7 @@ static int agent_open(struct agent *a)
 	} else {
 		apply_notifiers(a, &a->ac, &d);
 		diag_print(&d, stderr);
+		rc = open_listener(a);
 	}
 	diag_free(&d);
 	return rc;
@@ -770,6 +1124,10 @@ static void agent_close(struct agent *a)
 		entry_free(a->v[i]);
 	free(a->v);
 	control_close(a->ctl);
+	metrics_http_close(a->http);
+	if (a->metrics_timer > 0)
+		loop_del_timer(a->loop, a->metrics_timer);
+	adopt_stop(a);
 	engine_free(a->engine);
 	plugin_set_free(&a->plugins);
 	if (a->loop)
@@ -818,9 +1176,13 @@ int agent_main(const struct agent_args *args)
 	a.stop_signal = 0;
 	raise_nofile();
 	signal(SIGPIPE, SIG_IGN);
+	/* The processes a `command =` job leaves behind come to us, not to init:
+	 * its run lasts until they exit, and a stop reaches them. */
+	prctl(PR_SET_CHILD_SUBREAPER, 1);
 	rc = agent_open(&a);
 	if (rc == 0) {
-		struct engine_hooks hooks = {.monitor_done = monitor_ended, .data = &a};
+		struct engine_hooks hooks = {.monitor_done = monitor_ended,
+					     .after_record = record_made, .data = &a};
 
 		engine_set_hooks(a.engine, &hooks);
 		loop_add_signal(a.loop, SIGHUP, on_hup, &a);
@@ -830,6 +1192,9 @@ int agent_main(const struct agent_args *args)
 			 a.config_file, a.conf_dir, a.state_dir);
 		agent_reload(&a, true, &out); /* the first load: everything is "added" */
 		buf_free(&out);
+		/* At once (the notifiers exist now), then every ADOPT_SCAN_MS. */
+		a.adopt_timer = loop_add_timer(a.loop, 0, adopt_scan, &a, NULL);
+		write_textfile(&a); /* what the last life left, before anything changes */
 		if (loop_run(a.loop) != 0)
 			rc = 1;
 		sd_notify_send("STOPPING=1");

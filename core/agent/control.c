@@ -6,7 +6,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <poll.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -19,6 +18,9 @@
 
 #include "base/buf.h"
 #include "base/log.h"
+
+#define CTL_STR_(x) #x
+#define CTL_STR(x) CTL_STR_(x)
 
 struct client {
 	struct control *ctl;
@@ -137,7 +139,20 @@ static bool printable(const char *s, size_t len)
 	return true;
 }
 
-static void dispatch(struct client *c, char *line, const char *body)
+/* Validation runs in the loop: its cost must stay small whatever the body.
+ * Some shapes (thousands of continuation lines or bad keys) cost more than
+ * linear time, so bound the lines too: a monitor file has a few dozen. */
+static bool check_body_small(const char *body, size_t len)
+{
+	size_t lines = 0;
+
+	for (const char *p = body; (p = memchr(p, '\n', len - (size_t)(p - body))); p++)
+		if (++lines > CONTROL_MAX_CHECK_LINES)
+			return false;
+	return true;
+}
+
+static void dispatch(struct client *c, char *line, const char *body, size_t body_len)
 {
 	const struct control_handlers *h = c->ctl->handlers;
 	void *a = c->ctl->ctx;
@@ -152,8 +167,11 @@ static void dispatch(struct client *c, char *line, const char *body)
 		h->stop(a, &c->peer, w[1], n == 3, &c->out);
 	else if (strcmp(w[0], "reload") == 0 && n == 1)
 		h->reload(a, &c->peer, &c->out);
+	else if (strcmp(w[0], "check") == 0 && n == 3 && !check_body_small(body, body_len))
+		client_answer_error(c, "check: more than " CTL_STR(CONTROL_MAX_CHECK_LINES) " lines: "
+				    "not a monitor file");
 	else if (strcmp(w[0], "check") == 0 && n == 3)
-		h->check(a, &c->peer, w[1], body, &c->out);
+		h->check(a, &c->peer, w[1], body, body_len, &c->out);
 	else
 		client_answer_error(c, "unknown request (status [NAME], stop NAME [--force], "
 				    "reload, check NAME LENGTH)");
@@ -163,18 +181,24 @@ static void dispatch(struct client *c, char *line, const char *body)
 static void client_answer(struct client *c, size_t hdr_len)
 {
 	char line[CONTROL_MAX_LINE + 1];
-	char *body;
+	size_t body_len = c->in.len - hdr_len;
+	char *body = malloc(body_len + 1);
 
 	c->answered = true;
 	memcpy(line, c->in.p, hdr_len - 1);
 	line[hdr_len - 1] = '\0';
 	if (hdr_len > 1 && line[hdr_len - 2] == '\r')
 		line[hdr_len - 2] = '\0';
-	body = strndup(c->in.p + hdr_len, c->in.len - hdr_len);
+	/* the whole body, NUL bytes included: cutting at one would validate less
+	 * than was sent */
+	if (body) {
+		memcpy(body, c->in.p + hdr_len, body_len);
+		body[body_len] = '\0';
+	}
 	if (!body || !printable(line, strlen(line)))
 		client_answer_error(c, "malformed request");
 	else
-		dispatch(c, line, body);
+		dispatch(c, line, body, body_len);
 	free(body);
 }
 
@@ -300,6 +324,21 @@ static bool peer_in_group(int fd, gid_t primary, gid_t want)
 	return false;
 }
 
+/* No room: say so. Closing with unread input would make the kernel reset the
+ * connection, and the peer would get ECONNRESET instead of the answer: read
+ * what has already arrived (a request line is small) before closing. */
+static void client_turn_away(int cfd)
+{
+	static const char busy[] = "error: busy\n";
+	char tmp[8192];
+
+	(void)!send(cfd, busy, sizeof(busy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+	shutdown(cfd, SHUT_WR);
+	for (int i = 0; i < 8 && recv(cfd, tmp, sizeof(tmp), MSG_DONTWAIT) > 0; i++)
+		;
+	close(cfd);
+}
+
 static void control_accept(struct loop *loop, int fd, uint32_t revents, void *data)
 {
 	struct control *ctl = data;
@@ -317,9 +356,7 @@ static void control_accept(struct loop *loop, int fd, uint32_t revents, void *da
 		if (slot == CONTROL_MAX_CLIENTS ||
 		    getsockopt(cfd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 ||
 		    !(c = calloc(1, sizeof(*c)))) {
-			static const char busy[] = "error: busy\n";
-			(void)!send(cfd, busy, sizeof(busy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
-			close(cfd);
+			client_turn_away(cfd);
 			continue;
 		}
 		c->ctl = ctl;
@@ -380,7 +417,6 @@ struct control *control_open(struct loop *loop, const struct control_handlers *h
 			     void *ctx, const char *path, char *err, size_t errlen)
 {
 	struct control *ctl = calloc(1, sizeof(*ctl));
-	struct group *g;
 
 	if (!ctl || !(ctl->path = strdup(path))) {
 		free(ctl);
@@ -392,8 +428,7 @@ struct control *control_open(struct loop *loop, const struct control_handlers *h
 	ctl->ctx = ctx;
 	ctl->fd = -1;
 	/* Looked up once, before the loop runs: NSS may block. */
-	g = getgrnam("vigil");
-	ctl->vigil_gid = g ? g->gr_gid : (gid_t)-1;
+	ctl->vigil_gid = state_vigil_gid();
 	if (control_bind(ctl, err, errlen) != 0 ||
 	    loop_add_fd(loop, ctl->fd, EPOLLIN, control_accept, ctl) != 0) {
 		if (ctl->fd >= 0)
@@ -557,6 +592,9 @@ static int read_all(int fd, char **reply)
 		r = recv(fd, tmp, sizeof(tmp), 0);
 		if (r < 0 && errno == EINTR)
 			continue;
+		/* a busy agent may reset us after its whole answer: keep the answer */
+		if (r < 0 && errno == ECONNRESET && b.len)
+			break;
 		if (r < 0) {
 			buf_free(&b);
 			return -errno;

@@ -7,8 +7,9 @@
  *   status [NAME]           the monitors the peer may see
  *   stop NAME [--force]     SIGTERM (then SIGKILL after the grace), or SIGKILL
  *   reload                  re-read vigil.ini and conf.d (privileged peers only)
- *   check NAME LENGTH       followed by LENGTH bytes (at most CONTROL_MAX_BODY):
- *                           a monitor file, validated with the agent's defaults
+ *   check NAME LENGTH       followed by LENGTH bytes (at most CONTROL_MAX_BODY and
+ *                           CONTROL_MAX_CHECK_LINES lines): a monitor file,
+ *                           validated with the agent's defaults
  * The agent answers with a first line "ok[ key=value...]" or "error: TEXT", then
  * the body, then closes the connection. The status body is one block of
  * key=value lines per monitor (the state folder's record format), blocks
@@ -30,6 +31,7 @@
 
 #define CONTROL_MAX_LINE 4096
 #define CONTROL_MAX_BODY (256 * 1024)
+#define CONTROL_MAX_CHECK_LINES 2000
 #define CONTROL_MAX_CLIENTS 64
 #define CONTROL_IDLE_MS 5000
 
@@ -53,8 +55,10 @@ struct control_handlers {
 	void (*stop)(void *ctx, const struct control_peer *p, const char *name, bool force,
 		     struct buf *out);
 	void (*reload)(void *ctx, const struct control_peer *p, struct buf *out);
+	/* text: len bytes, NUL-terminated after them (a NUL among them is the
+	 * handler's to refuse) */
 	void (*check)(void *ctx, const struct control_peer *p, const char *file, const char *text,
-		      struct buf *out);
+		      size_t len, struct buf *out);
 };
 
 /* Bind and listen at path (a stale socket is replaced; a live agent refuses).

@@ -8,6 +8,7 @@
 #ifndef VIGIL_CONFIG_H
 #define VIGIL_CONFIG_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -71,6 +72,8 @@ int config_check_options(const char *file, const struct raw_section *s,
 void config_values_free(struct vigil_value *v, size_t n);
 
 enum on_timeout { ON_TIMEOUT_NOTIFY = 0, ON_TIMEOUT_TERM, ON_TIMEOUT_KILL };
+/* What a started job's leftover processes mean when its main process exits. */
+enum descendants { DESCENDANTS_WAIT = 0, DESCENDANTS_KILL, DESCENDANTS_LEAVE };
 
 /* The [monitor] section, validated. Durations in ms; 0 means unset. */
 struct monitor_config {
@@ -83,14 +86,22 @@ struct monitor_config {
 	char *const *command_argv; /* vigil run: the argv to exec instead (borrowed) */
 	char *log;          /* output log of `command` */
 	int64_t expected_ms;
+	bool expected_auto;       /* expected = auto: learned from the history */
+	double expected_margin;   /* times the p95 of successful runs; 0: 1.5 */
+	int64_t every_ms, grace_ms; /* agent: a run should start every every_ms (0: off) */
 	int64_t timeout_ms;
 	enum on_timeout on_timeout;
 	int64_t kill_grace_ms;    /* default 10s */
+	enum descendants descendants; /* default wait */
 	char *success;            /* expression, or NULL for the default rule */
 	char **notify;            /* specs, in order */
 	size_t n_notify;
 	int retry;                /* extra attempts for `command` */
 	int64_t retry_delay_ms;   /* default 10s, doubled each attempt */
+	char *retry_command;      /* replaces `command` for attempts after the first */
+	char *before_retry;       /* hooks (sh -c), the event as JSON on stdin */
+	char *on_failure;
+	int64_t hook_timeout_ms;  /* a hook running longer is killed; default 60s */
 	int64_t deliver_timeout_ms; /* default 30s */
 	unsigned line;            /* line of [monitor] */
 	/* the detector sections (everything but [monitor]), in file order */
@@ -117,6 +128,9 @@ struct agent_config {
 	char *plugin_dir;
 	char *state_dir;
 	char *spool_dir;
+	char *plugin_path;             /* DIR[:DIR...] searched after plugin_dir */
+	char *metrics_textfile;        /* written when the metrics change; NULL: off */
+	char *metrics_listen;          /* ADDR:PORT for GET /metrics; NULL: off */
 	struct raw_section defaults;   /* [defaults], merged into every monitor */
 	struct raw_section *notifiers; /* [notifier NAME] sections; key `type` = plugin */
 	size_t n_notifiers;

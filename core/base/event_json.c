@@ -208,6 +208,50 @@ static bool event_fields_ok(const struct vigil_event *ev)
 	return true;
 }
 
+/* ------------------------------------------------------------- key names */
+
+/* The envelope's keys, in the order put_envelope writes them, and the names
+ * a detector's field so named is given at emit time. */
+static const char *const envelope_keys[][2] = {
+	{"v", "field_v"},         {"id", "field_id"},       {"time", "field_time"},
+	{"host", "field_host"},   {"monitor", "field_monitor"}, {"run", "field_run"},
+	{"detector", "field_detector"}, {"kind", "field_kind"}, {"pid", "field_pid"},
+	{"message", "field_message"},
+};
+
+static int envelope_index(const char *name)
+{
+	for (size_t i = 0; i < sizeof(envelope_keys) / sizeof(envelope_keys[0]); i++)
+		if (strcmp(envelope_keys[i][0], name) == 0)
+			return (int)i;
+	return -1;
+}
+
+bool event_is_envelope_key(const char *name)
+{
+	return envelope_index(name) >= 0;
+}
+
+const char *event_field_rename(const char *name)
+{
+	int i = envelope_index(name);
+
+	return i < 0 ? NULL : envelope_keys[i][1];
+}
+
+/* Quadratic in the number of fields, which detectors keep to a handful. */
+bool event_field_encoded(const struct vigil_event *ev, size_t i)
+{
+	const char *name = ev->fields[i].name;
+
+	if (!name || event_is_envelope_key(name))
+		return false;
+	for (size_t k = 0; k < i; k++)
+		if (ev->fields[k].name && strcmp(ev->fields[k].name, name) == 0)
+			return false;
+	return true;
+}
+
 static int put_envelope(struct buf *b, const struct event_envelope *env, const char *kind)
 {
 	char when[EVENT_TIME_LEN];
@@ -240,6 +284,8 @@ int event_json_encode(struct buf *b, const struct event_envelope *env,
 	for (size_t i = 0; i < ev->n_fields; i++) {
 		const struct vigil_field *f = &ev->fields[i];
 
+		if (!event_field_encoded(ev, i))
+			continue; /* a key is never written twice */
 		if (put_key(b, f->name) < 0 || put_field_value(b, f) < 0)
 			goto nomem;
 	}

@@ -5,6 +5,7 @@
 #ifndef VIGIL_EVENT_JSON_H
 #define VIGIL_EVENT_JSON_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -30,12 +31,30 @@ struct event_envelope {
 };
 
 /* Append one JSON object (no newline) to b: v, id, time, host, monitor, run,
- * detector, kind, pid, message, then the event's fields in order. NULL strings
+ * detector, kind, pid, message, then the event's fields in order, each key
+ * once: a field named like an envelope key or like an earlier field is left
+ * out (see event_field_encoded; the host renames reserved names before they
+ * get here, see event_field_rename). NULL strings
  * in the envelope are encoded as null. 0, -EINVAL (no kind, a field without a
  * name, an unknown field type) or -ENOMEM; on error b is restored to its
  * previous length. */
 int event_json_encode(struct buf *b, const struct event_envelope *env,
 		      const struct vigil_event *ev);
+
+/* Is name one of the envelope's keys (v, id, time, host, monitor, run,
+ * detector, kind, pid, message)? */
+bool event_is_envelope_key(const char *name);
+
+/* The name a detector's field gets at emit time when it is named like an
+ * envelope key: "field_" + name ("host" -> "field_host"); NULL when name is
+ * not reserved. (The host keeps an integer `pid` field as it is: by the
+ * plugin ABI it is the envelope's pid, and the encoder writes it once.) */
+const char *event_field_rename(const char *name);
+
+/* Does event_json_encode write field i of ev? False when its name is an
+ * envelope key or the name of an earlier field (the first value stands).
+ * event_json_types skips the same fields, so the type line always matches. */
+bool event_field_encoded(const struct vigil_event *ev, size_t i);
 
 /* Append s[0..len) as a quoted JSON string: ", \ and control characters
  * escaped, valid UTF-8 as is, each maximal invalid subpart as \ufffd,

@@ -1,25 +1,15 @@
 /* Spooled v1 JSON lines back into records. See event_json_decode.h. */
 #include "event_json_decode.h"
+#include "event_json.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include <json-c/json.h>
-
-static const char *const envelope_keys[] = {
-	"v", "id", "time", "host", "monitor", "run", "detector", "kind", "pid", "message",
-};
-
-static bool is_envelope_key(const char *k)
-{
-	for (size_t i = 0; i < sizeof(envelope_keys) / sizeof(envelope_keys[0]); i++)
-		if (strcmp(envelope_keys[i], k) == 0)
-			return true;
-	return false;
-}
 
 int event_json_types(struct buf *b, const struct vigil_event *ev)
 {
@@ -32,6 +22,8 @@ int event_json_types(struct buf *b, const struct vigil_event *ev)
 		unsigned t = (unsigned)ev->fields[i].type;
 		char c = t < sizeof(letters) ? letters[t] : 'n';
 
+		if (!event_field_encoded(ev, i))
+			continue; /* not in the JSON either */
 		if (buf_append(b, &c, 1) != 0)
 			return -ENOMEM;
 	}
@@ -83,11 +75,13 @@ static int decode_field(struct vigil_field *f, const char *key, struct json_obje
 		f->u.s.len = (size_t)json_object_get_string_len(v);
 		return jt == json_type_string ? 0 : -EINVAL;
 	case 'S': {
-		size_t n = jt == json_type_array ? json_object_array_length(v) : 0;
-		struct vigil_bytes *l = calloc(n ? n : 1, sizeof(*l));
+		size_t n;
+		struct vigil_bytes *l;
 
 		if (jt != json_type_array)
 			return -EINVAL;
+		n = json_object_array_length(v);
+		l = calloc(n ? n : 1, sizeof(*l));
 		if (!l)
 			return -ENOMEM;
 		*lists = l;
@@ -128,30 +122,60 @@ static int64_t get_int(struct json_object *o, const char *key, int64_t dflt)
 }
 
 struct decode_tmp {
+	bool *is_env; /* per member: the envelope's */
 	struct vigil_field *fields;
 	struct vigil_bytes **lists;
 	size_t n;
 };
 
-static int decode_fields(struct json_object *o, const char *types, struct decode_tmp *t,
+/* The first occurrence of each envelope key is the envelope's (the encoder
+ * writes the envelope first): into env, and marked in t->is_env. Every other
+ * member is a field: a record spooled before keys were made unique (a
+ * detector's `pid` after the envelope's) still decodes. */
+static int split_envelope(struct json_object *members, struct json_object *env,
+			  struct decode_tmp *t)
+{
+	size_t n = json_object_array_length(members) / 2;
+
+	t->is_env = calloc(n ? n : 1, sizeof(*t->is_env));
+	if (!t->is_env)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		const char *key = json_object_get_string(json_object_array_get_idx(members, 2 * i));
+		struct json_object *val = json_object_array_get_idx(members, 2 * i + 1);
+
+		if (!event_is_envelope_key(key) || json_object_object_get_ex(env, key, NULL))
+			continue;
+		if (json_object_object_add(env, key, json_object_get(val)) != 0)
+			return -ENOMEM;
+		t->is_env[i] = true;
+	}
+	return 0;
+}
+
+/* The members that are not the envelope's, in order, each with its letter. */
+static int decode_fields(struct json_object *members, const char *types, struct decode_tmp *t,
 			 char *err, size_t errlen)
 {
-	size_t cap = (size_t)json_object_object_length(o), ti = 0;
+	size_t n = json_object_array_length(members) / 2, ti = 0;
 
-	t->fields = calloc(cap ? cap : 1, sizeof(*t->fields));
-	t->lists = calloc(cap ? cap : 1, sizeof(*t->lists));
+	t->fields = calloc(n ? n : 1, sizeof(*t->fields));
+	t->lists = calloc(n ? n : 1, sizeof(*t->lists));
 	if (!t->fields || !t->lists)
 		return -ENOMEM;
-	json_object_object_foreach(o, key, val) {
+	for (size_t i = 0; i < n; i++) {
+		const char *key = json_object_get_string(json_object_array_get_idx(members, 2 * i));
 		int r;
 
-		if (is_envelope_key(key))
+		if (t->is_env[i])
 			continue;
 		if (!types[ti]) {
 			snprintf(err, errlen, "field %s has no type", key);
 			return -EINVAL;
 		}
-		r = decode_field(&t->fields[t->n], key, val, types[ti++], &t->lists[t->n]);
+		r = decode_field(&t->fields[t->n], key,
+				 json_object_array_get_idx(members, 2 * i + 1), types[ti++],
+				 &t->lists[t->n]);
 		t->n++;
 		if (r) {
 			snprintf(err, errlen, "field %s does not match its type", key);
@@ -171,29 +195,95 @@ static void decode_tmp_free(struct decode_tmp *t)
 		free(t->lists[i]);
 	free(t->lists);
 	free(t->fields);
+	free(t->is_env);
 }
 
-static struct json_object *parse_object(const char *json, size_t len)
+static size_t skip_ws(const char *s, size_t len, size_t pos)
 {
-	struct json_tokener *tok = json_tokener_new();
+	while (pos < len && (s[pos] == ' ' || s[pos] == '\t' || s[pos] == '\n' || s[pos] == '\r'))
+		pos++;
+	return pos;
+}
+
+/* One JSON value at *pos (NULL is also JSON null: *ok tells). */
+static struct json_object *parse_value(struct json_tokener *tok, const char *s, size_t len,
+				       size_t *pos, bool *ok)
+{
 	struct json_object *o;
 
-	if (!tok)
-		return NULL;
-	o = json_tokener_parse_ex(tok, json, (int)len);
-	if (o && (json_tokener_get_error(tok) != json_tokener_success ||
-		  tok->char_offset != (int)len || !json_object_is_type(o, json_type_object))) {
+	json_tokener_reset(tok);
+	o = json_tokener_parse_ex(tok, s + *pos, (int)(len - *pos));
+	*ok = json_tokener_get_error(tok) == json_tokener_success;
+	if (!*ok) {
 		json_object_put(o);
-		o = NULL;
+		return NULL;
 	}
-	json_tokener_free(tok);
+	*pos += (size_t)tok->char_offset;
 	return o;
+}
+
+/* One "key": value member into arr (key, value); *pos after it. */
+static bool parse_member(struct json_tokener *tok, const char *s, size_t len, size_t *pos,
+			 struct json_object *arr)
+{
+	bool ok;
+	struct json_object *k = parse_value(tok, s, len, pos, &ok), *v;
+
+	if (!ok || !json_object_is_type(k, json_type_string) || json_object_array_add(arr, k)) {
+		json_object_put(k);
+		return false;
+	}
+	*pos = skip_ws(s, len, *pos);
+	if (*pos >= len || s[*pos] != ':')
+		return false;
+	(*pos)++;
+	v = parse_value(tok, s, len, pos, &ok);
+	if (!ok || json_object_array_add(arr, v)) {
+		json_object_put(v);
+		return false;
+	}
+	return true;
+}
+
+/* The members of the object json[0..len), in the order written and with
+ * repeated keys kept (json-c's objects keep one value per key): an array
+ * key, value, key, value... NULL unless the text is exactly one object. */
+static struct json_object *parse_members(const char *s, size_t len)
+{
+	struct json_tokener *tok = json_tokener_new();
+	struct json_object *arr = json_object_new_array();
+	size_t pos = skip_ws(s, len, 0);
+	bool done = false;
+
+	if (!tok || !arr || pos >= len || s[pos] != '{')
+		goto out;
+	pos = skip_ws(s, len, pos + 1);
+	if (pos < len && s[pos] == '}') {
+		pos++;
+		done = true;
+	}
+	while (!done && parse_member(tok, s, len, &pos, arr)) {
+		pos = skip_ws(s, len, pos);
+		if (pos >= len || (s[pos] != ',' && s[pos] != '}'))
+			break;
+		done = s[pos++] == '}';
+		pos = done ? pos : skip_ws(s, len, pos);
+	}
+out:
+	if (tok)
+		json_tokener_free(tok);
+	if (!done || pos != len) {
+		json_object_put(arr);
+		return NULL;
+	}
+	return arr;
 }
 
 int event_json_decode(const char *json, size_t len, const char *types,
 		      struct stored_record **out, char **host, char *err, size_t errlen)
 {
-	struct json_object *o = len < (1u << 30) ? parse_object(json, len) : NULL;
+	struct json_object *m = len < (1u << 30) ? parse_members(json, len) : NULL;
+	struct json_object *o = m ? json_object_new_object() : NULL;
 	struct decode_tmp t = {0};
 	const char *id, *kind, *time_s, *h;
 	int r = -EINVAL;
@@ -201,8 +291,14 @@ int event_json_decode(const char *json, size_t len, const char *types,
 	*out = NULL;
 	*host = NULL;
 	if (!o) {
-		snprintf(err, errlen, "not a JSON object");
-		return -EINVAL;
+		json_object_put(m);
+		snprintf(err, errlen, m ? "out of memory" : "not a JSON object");
+		return m ? -ENOMEM : -EINVAL;
+	}
+	if (split_envelope(m, o, &t) != 0) {
+		snprintf(err, errlen, "out of memory");
+		r = -ENOMEM;
+		goto out;
 	}
 	id = get_str(o, "id");
 	kind = get_str(o, "kind");
@@ -212,7 +308,7 @@ int event_json_decode(const char *json, size_t len, const char *types,
 		snprintf(err, errlen, "not a v1 event (v, id, kind, time)");
 		goto out;
 	}
-	r = decode_fields(o, types, &t, err, errlen);
+	r = decode_fields(m, types, &t, err, errlen);
 	if (r)
 		goto out;
 	struct vigil_event ev = {.kind = kind, .message = get_str(o, "message"),
@@ -239,5 +335,6 @@ int event_json_decode(const char *json, size_t len, const char *types,
 out:
 	decode_tmp_free(&t);
 	json_object_put(o);
+	json_object_put(m);
 	return r;
 }

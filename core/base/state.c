@@ -5,13 +5,18 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "log.h"
+#include "safe_file.h"
 
 const char *state_default_dir(char *buf, size_t len)
 {
@@ -20,12 +25,59 @@ const char *state_default_dir(char *buf, size_t len)
 	if (xdg && *xdg)
 		snprintf(buf, len, "%s", xdg);
 	else if (geteuid() == 0)
-		snprintf(buf, len, "/run/vigil");
+		snprintf(buf, len, "%s", state_system_dir());
 	else if ((xdg = getenv("XDG_RUNTIME_DIR")) && *xdg)
 		snprintf(buf, len, "%s/vigil", xdg);
 	else
 		snprintf(buf, len, "/tmp/vigil-%u", (unsigned)geteuid());
 	return buf;
+}
+
+const char *state_system_dir(void)
+{
+	const char *dir = getenv("VIGIL_SYSTEM_STATE_DIR");
+
+	return dir && *dir ? dir : "/run/vigil";
+}
+
+gid_t state_vigil_gid(void)
+{
+	static bool looked;
+	static gid_t gid = (gid_t)-1;
+
+	if (!looked) {
+		struct group *g = getgrnam("vigil");
+
+		gid = g ? g->gr_gid : (gid_t)-1;
+		looked = true;
+	}
+	return gid;
+}
+
+/* Records and journals say which jobs run, as whom, with what command line:
+ * only the agent's folder (group vigil may read it) shares them, and only with
+ * that group. *gid: (gid_t)-1 when the group stays as it is. */
+static mode_t share_mode(const char *dir, gid_t *gid)
+{
+	struct stat st;
+	gid_t vigil = state_vigil_gid();
+
+	*gid = (gid_t)-1;
+	if (vigil == (gid_t)-1 || stat(dir, &st) != 0 || st.st_gid != vigil ||
+	    !(st.st_mode & S_IRGRP))
+		return 0600;
+	*gid = vigil;
+	return 0640;
+}
+
+int state_share_fd(const char *dir, int fd)
+{
+	gid_t gid;
+	mode_t mode = share_mode(dir, &gid);
+
+	if (gid != (gid_t)-1 && fchown(fd, (uid_t)-1, gid) != 0)
+		return -errno;
+	return fchmod(fd, mode) == 0 ? 0 : -errno;
 }
 
 const char *state_home_dir(const char *sub, char *buf, size_t len)
@@ -41,9 +93,61 @@ const char *state_home_dir(const char *sub, char *buf, size_t len)
 	return buf;
 }
 
+/* Ours (or root's), a real folder, writable by nobody else: otherwise whoever
+ * made it could plant links in it or forge our records. NULL when fine. */
+static const char *dir_problem(const struct stat *st, char *why, size_t len)
+{
+	if (S_ISLNK(st->st_mode))
+		return "a symbolic link";
+	if (!S_ISDIR(st->st_mode))
+		return "not a folder";
+	if (st->st_uid != geteuid() && st->st_uid != 0) {
+		snprintf(why, len, "owned by uid %u, not by us (uid %u)", (unsigned)st->st_uid,
+			 (unsigned)geteuid());
+		return why;
+	}
+	if (st->st_mode & (S_IWGRP | S_IWOTH)) {
+		snprintf(why, len, "writable by others (mode %04o)", (unsigned)(st->st_mode & 07777));
+		return why;
+	}
+	return NULL;
+}
+
+int state_check_dir(const char *dir, char *err, size_t errlen)
+{
+	struct stat st;
+	char why[96];
+	const char *problem;
+
+	if (lstat(dir, &st) != 0) {
+		snprintf(err, errlen, "state folder %s: %s", dir, strerror(errno));
+		return -errno;
+	}
+	if (!(problem = dir_problem(&st, why, sizeof(why))))
+		return 0;
+	snprintf(err, errlen, "state folder %s: %s: refused (remove it, or set "
+		 "VIGIL_STATE_DIR or XDG_RUNTIME_DIR)", dir, problem);
+	return -EPERM;
+}
+
+/* The system folder as the package's tmpfiles.d makes it: 0750 root:vigil, so
+ * that others cannot list it nor reach the agent's socket. */
+static int make_last_dir(const char *dir)
+{
+	bool system = geteuid() == 0 && strcmp(dir, state_system_dir()) == 0;
+	gid_t vigil = state_vigil_gid();
+
+	if (mkdir(dir, system ? 0750 : geteuid() == 0 ? 0755 : 0700) != 0)
+		return errno == EEXIST ? 0 : -1;
+	if (system && vigil != (gid_t)-1 && chown(dir, (uid_t)-1, vigil) != 0)
+		log_warn("state folder %s: cannot give it to group vigil", dir);
+	return 0;
+}
+
 int state_ensure_dir(const char *dir)
 {
-	char tmp[PATH_MAX];
+	char tmp[PATH_MAX], err[PATH_MAX + 160];
+	int rc;
 
 	snprintf(tmp, sizeof(tmp), "%s", dir);
 	for (char *p = tmp + 1; *p; p++)
@@ -53,9 +157,14 @@ int state_ensure_dir(const char *dir)
 				return -errno;
 			*p = '/';
 		}
-	if (mkdir(tmp, geteuid() == 0 ? 0755 : 0700) != 0 && errno != EEXIST)
+	if (make_last_dir(tmp) != 0)
 		return -errno;
-	return 0;
+	rc = state_check_dir(dir, err, sizeof(err));
+	if (rc < 0) {
+		log_warnx("%s", err);
+		errno = -rc;
+	}
+	return rc;
 }
 
 static void put_str(FILE *f, const char *key, const char *v)
@@ -87,23 +196,8 @@ static void unescape(char *s)
 	*w = '\0';
 }
 
-int state_write(const char *dir, const struct run_record *r)
+static void put_record(FILE *f, const struct run_record *r)
 {
-	char path[PATH_MAX], tmp[PATH_MAX];
-	FILE *f;
-	int fd;
-
-	if (snprintf(path, sizeof(path), "%s/%s.run", dir, r->name) >= (int)sizeof(path))
-		return -ENAMETOOLONG;
-	snprintf(tmp, sizeof(tmp), "%s/.%s.run.%d", dir, r->name, (int)getpid());
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return -errno;
-	f = fdopen(fd, "w");
-	if (!f) {
-		close(fd);
-		return -ENOMEM;
-	}
 	put_str(f, "name", r->name);
 	fprintf(f, "run=%llu\n", (unsigned long long)r->run);
 	put_str(f, "state", r->state);
@@ -115,16 +209,40 @@ int state_write(const char *dir, const struct run_record *r)
 	put_str(f, "outcome", r->outcome);
 	fprintf(f, "expected_ms=%lld\ntimeout_ms=%lld\nprogress=%.2f\n", (long long)r->expected_ms,
 		(long long)r->timeout_ms, r->progress);
+	fprintf(f, "attempt=%d\nattempts=%d\nnext_at_ms=%lld\n", r->attempt, r->attempts,
+		(long long)r->next_at_ms);
 	put_str(f, "log", r->log);
 	put_str(f, "command", r->command);
 	put_str(f, "last_event", r->last_event);
 	put_str(f, "reason", r->reason);
-	if (fclose(f) != 0 || rename(tmp, path) != 0) {
-		int err = errno;
-		unlink(tmp);
-		return -err;
+}
+
+int state_write(const char *dir, const struct run_record *r)
+{
+	char path[PATH_MAX], err[PATH_MAX + 128], *text = NULL;
+	size_t len = 0;
+	FILE *f;
+	gid_t gid;
+	mode_t mode;
+	int rc;
+
+	if (snprintf(path, sizeof(path), "%s/%s.run", dir, r->name) >= (int)sizeof(path))
+		return -ENAMETOOLONG;
+	f = open_memstream(&text, &len);
+	if (!f)
+		return -ENOMEM;
+	put_record(f, r);
+	if (fclose(f) != 0) {
+		free(text);
+		return -ENOMEM;
 	}
-	return 0;
+	/* a fresh temporary file renamed over the record: readers never see half */
+	mode = share_mode(dir, &gid);
+	rc = safe_file_replace(path, text, len, mode, err, sizeof(err));
+	free(text);
+	if (rc == 0 && gid != (gid_t)-1 && chown(path, (uid_t)-1, gid) != 0)
+		rc = -errno;
+	return rc;
 }
 
 static void set_field(struct run_record *r, const char *k, char *v)
@@ -136,7 +254,7 @@ static void set_field(struct run_record *r, const char *k, char *v)
 	STR(name); STR(state); STR(outcome); STR(log); STR(command); STR(last_event); STR(reason);
 	NUM(run); NUM(pid); NUM(start_time); NUM(supervisor); NUM(owner_pid); NUM(uid);
 	NUM(started_ms); NUM(ended_ms); NUM(exit_code); NUM(signal); NUM(expected_ms);
-	NUM(timeout_ms);
+	NUM(timeout_ms); NUM(attempt); NUM(attempts); NUM(next_at_ms);
 	else if (strcmp(k, "progress") == 0) r->progress = strtod(v, NULL);
 #undef STR
 #undef NUM
@@ -209,7 +327,8 @@ int state_list(const char *dir, struct run_record **out, size_t *n)
 			cnt++;
 	}
 	closedir(d);
-	qsort(v, cnt, sizeof(*v), by_name);
+	if (cnt > 1) /* qsort(NULL, 0, ...) is undefined behaviour */
+		qsort(v, cnt, sizeof(*v), by_name);
 	*out = v;
 	*n = cnt;
 	return 0;

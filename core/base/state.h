@@ -10,7 +10,7 @@
 struct run_record {
 	char name[256];
 	uint64_t run;
-	char state[16];      /* waiting | running | finished */
+	char state[16];      /* waiting | running | retrying | finished */
 	pid_t pid;
 	uint64_t start_time; /* process identity */
 	pid_t supervisor;    /* vigil run's supervisor, 0 otherwise */
@@ -24,18 +24,39 @@ struct run_record {
 	int64_t expected_ms;
 	int64_t timeout_ms;
 	double progress;     /* -1 none */
+	int attempt;         /* of a command: the current (retrying: the next) one */
+	int attempts;        /* how many the run may take; 0: not a command */
+	int64_t next_at_ms;  /* retrying: when the next attempt starts (wall clock) */
 	char log[1024];
 	char command[1024];
 	char last_event[512];
 	char reason[512];
 };
 
-/* "$XDG_RUNTIME_DIR/vigil" for users, "/run/vigil" for root; created 0700/0755. */
+/* "$XDG_RUNTIME_DIR/vigil" for users, the system folder for root; created
+ * 0700 (users), 0750 root:vigil (the system folder), 0755 (root, elsewhere). */
 const char *state_default_dir(char *buf, size_t len);
+/* The system agent's folder: /run/vigil, or $VIGIL_SYSTEM_STATE_DIR (tests,
+ * unusual layouts). Its agent is the one a member of group vigil reaches. */
+const char *state_system_dir(void);
+/* Group vigil's id, looked up once (NSS may block: the agent asks before its
+ * loop runs); (gid_t)-1 when there is no such group. */
+gid_t state_vigil_gid(void);
+/* Who may read what we write in dir: in a folder group vigil may read (the
+ * agent's) 0640 with group vigil, elsewhere 0600 (the owner only). Applied to
+ * an open file (fchmod + fchown), so the writer's umask changes nothing.
+ * 0 or -errno. */
+int state_share_fd(const char *dir, int fd);
 /* Long-lived data (spool, job logs): /var/lib/vigil/SUB for root,
  * $XDG_STATE_HOME/vigil/SUB or ~/.local/state/vigil/SUB otherwise. */
 const char *state_home_dir(const char *sub, char *buf, size_t len);
+/* Create dir (and its parents) when absent, then check it as state_check_dir
+ * does; the reason of a refusal is logged. 0 or -errno (errno set too). */
 int state_ensure_dir(const char *dir);
+/* A state folder is used only when it is a real folder (lstat: not a link),
+ * owned by us or by root, and writable by nobody else. 0, or -errno with
+ * "state folder DIR: REASON: refused ..." in err. */
+int state_check_dir(const char *dir, char *err, size_t errlen);
 int state_write(const char *dir, const struct run_record *r);
 int state_read(const char *dir, const char *name, struct run_record *r);
 /* All records, sorted by name; *out freed by the caller. */

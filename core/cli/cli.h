@@ -22,6 +22,8 @@ int cli_check(int argc, char **argv);
 int cli_plugins(int argc, char **argv);
 int cli_agent(int argc, char **argv);
 int cli_reload(int argc, char **argv);
+int cli_history(int argc, char **argv), cli_metrics(int argc, char **argv);
+int cli_forget(int argc, char **argv), cli_prune(int argc, char **argv);
 
 /* Global settings any subcommand may take (--plugin-dir, --state-dir). */
 struct cli_globals {
@@ -56,6 +58,15 @@ void cli_job_free(struct cli_job *job);
 
 /* The state folder in use (created); NULL when it cannot be made. */
 const char *cli_state_dir(void);
+/* The system agent's folder (/run/vigil) when it is not ours and we may use
+ * its socket (root, group vigil), and no --state-dir was given; else NULL. */
+const char *cli_system_dir(void);
+/* The folder that holds job NAME: ours, else the system agent's when it has
+ * the job; ours when neither has it. NULL as cli_state_dir. */
+const char *cli_state_dir_for(const char *name);
+/* The folder of the agent to ask (reload): ours when an agent answers there,
+ * else the system agent's when we may use it, else ours. */
+const char *cli_agent_dir(void);
 /* Folder for job logs: $XDG_STATE_HOME/vigil/logs or /var/lib/vigil/logs. */
 const char *cli_log_dir(char *buf, size_t len);
 /* Shell-quote argv into one command line for sh -c. */

@@ -72,7 +72,7 @@ int cli_reload(int argc, char **argv)
 		else
 			return fprintf(stderr, "vigil reload: unexpected \"%s\"\n", argv[i]), EXIT_USAGE;
 	}
-	dir = cli_state_dir();
+	dir = cli_agent_dir();
 	if (!dir)
 		return EXIT_USAGE;
 	rc = control_request(dir, "reload", NULL, 0, &reply);
@@ -91,6 +91,9 @@ int cli_reload(int argc, char **argv)
 	printf("reloaded: %.*s\n", nl ? (int)(nl - reply - 3) : 0, reply + 3);
 	if (nl)
 		fputs(nl + 1, stdout);
+	/* Anything broken (a conf.d file or vigil.ini itself) fails the reload, so
+	 * that `systemctl reload` and scripts see it; the rest was applied. */
+	rc = control_reply_num(reply, "broken") > 0 ? 1 : 0;
 	free(reply);
-	return 0;
+	return rc;
 }

@@ -7,9 +7,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
+#include "agent/control.h"
 #include "base/state.h"
 
 struct cli_globals cli_globals;
@@ -35,6 +37,10 @@ static const struct flag_map job_flags[] = {
 	{"notify", "monitor", "notify", 0},
 	{"retry", "monitor", "retry", 'r'},
 	{"retry-delay", "monitor", "retry_delay", 'r'},
+	{"retry-command", "monitor", "retry_command", 'r'},
+	{"before-retry", "monitor", "before_retry", 'r'},
+	{"on-failure", "monitor", "on_failure", 0},
+	{"hook-timeout", "monitor", "hook_timeout", 0},
 	{"deliver-timeout", "monitor", "deliver_timeout", 0},
 	{"file", "file", "path", 0},
 	{"min-size", "file", "min_size", 0},
@@ -49,6 +55,7 @@ static const struct flag_map job_flags[] = {
 	{"disk", "pressure", "disk", 0},
 	{"inodes", "pressure", "inodes", 0},
 	{"memory", "pressure", "memory", 0},
+	{"pressure-interval", "pressure", "interval", 0},
 };
 #define N_JOB_FLAGS (sizeof(job_flags) / sizeof(job_flags[0]))
 
@@ -223,6 +230,67 @@ const char *cli_state_dir(void)
 		return NULL;
 	}
 	return dir;
+}
+
+static bool same_folder(const char *a, const char *b)
+{
+	struct stat sa, sb;
+
+	return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
+	       sa.st_ino == sb.st_ino;
+}
+
+const char *cli_system_dir(void)
+{
+	const char *own = cli_state_dir(), *sys = state_system_dir();
+	char sock[PATH_MAX];
+
+	if (cli_globals.state_dir || !own || same_folder(own, sys))
+		return NULL;
+	/* The socket is root:vigil 0660 in a 0750 folder: only members get here. */
+	control_socket_path(sys, sock, sizeof(sock));
+	return access(sock, R_OK | W_OK) == 0 ? sys : NULL;
+}
+
+static bool agent_knows(const char *dir, const char *name)
+{
+	char line[300], *reply = NULL;
+	bool known;
+
+	if (strlen(name) > 255 || strpbrk(name, " \t\n"))
+		return false;
+	snprintf(line, sizeof(line), "status %s", name);
+	known = control_request(dir, line, NULL, 0, &reply) == 0 && control_reply_ok(reply);
+	free(reply);
+	return known;
+}
+
+static bool has_job(const char *dir, const char *name)
+{
+	struct run_record r;
+
+	return state_read(dir, name, &r) == 0 || agent_knows(dir, name);
+}
+
+const char *cli_state_dir_for(const char *name)
+{
+	const char *own = cli_state_dir(), *sys;
+
+	if (!own || has_job(own, name) || !(sys = cli_system_dir()))
+		return own;
+	return has_job(sys, name) ? sys : own;
+}
+
+const char *cli_agent_dir(void)
+{
+	const char *own = cli_state_dir(), *sys;
+	char *reply = NULL;
+	bool answers = own && control_request(own, "status", NULL, 0, &reply) == 0;
+
+	free(reply);
+	if (!own || answers || !(sys = cli_system_dir()))
+		return own;
+	return sys;
 }
 
 const char *cli_log_dir(char *buf, size_t len)

@@ -5,13 +5,15 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "cli_session.h"
 #include "base/state.h"
 
 static const char usage[] =
 	"usage: vigil logs NAME [-f]\n"
 	"\n"
 	"Print the output of a job started with vigil run. -f keeps following it (through\n"
-	"rotation) until the job's supervisor exits.\n";
+	"rotation) until the run ends, then prints its outcome line and exits with its status\n"
+	"(0 succeeded, 1 failed, 3 timed out, 4 unknown).\n";
 
 static int cat_file(const char *path)
 {
@@ -50,19 +52,15 @@ int cli_logs(int argc, char **argv)
 	}
 	if (!name)
 		return fputs(usage, stderr), EXIT_USAGE;
-	dir = cli_state_dir();
+	dir = cli_state_dir_for(name);
 	if (!dir || state_read(dir, name, &r) != 0)
 		return fprintf(stderr, "vigil logs: no job named \"%s\"\n", name), EXIT_USAGE;
 	if (!r.log[0])
 		return fprintf(stderr, "vigil logs: job %s has no log (it was not started by vigil "
 			       "run)\n", name), EXIT_USAGE;
-	if (!follow || !state_writer_alive(&r))
+	if (!follow)
 		return cat_file(r.log);
-	/* tail already follows well; it stops when the supervisor does. */
-	char pidarg[32];
-	snprintf(pidarg, sizeof(pidarg), "--pid=%d", (int)r.owner_pid);
-	fflush(stdout);
-	execlp("tail", "tail", "-n", "+1", "-F", pidarg, r.log, (char *)NULL);
-	perror("vigil logs: tail");
-	return 1;
+	/* The log to the run's end, then its outcome line and exit status, as
+	 * vigil watch NAME gives them. */
+	return session_follow(dir, name, NULL, 0, r.log);
 }

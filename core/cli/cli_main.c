@@ -21,6 +21,10 @@ static const char usage[] =
 	"  plugins list plugins and their options\n"
 	"  agent   run the service: every monitor of conf.d, reloaded on SIGHUP\n"
 	"  reload  ask the running agent to re-read its configuration\n"
+	"  history a job's finished runs, p50/p95 durations and success rate\n"
+	"  metrics the Prometheus text exposition of every job and notifier\n"
+	"  forget  remove a finished job's record, pid file, journal and log\n"
+	"  prune   forget every job finished longer ago than --older-than DUR\n"
 	"\n"
 	"vigil COMMAND --help tells more. Exit status of watch: 0 succeeded, 1 failed,\n"
 	"3 timed out, 4 unknown, 2 usage or configuration error.\n";
@@ -33,7 +37,8 @@ struct subcommand {
 static const struct subcommand commands[] = {
 	{"watch", cli_watch}, {"run", cli_run}, {"status", cli_status}, {"logs", cli_logs},
 	{"stop", cli_stop}, {"check", cli_check}, {"plugins", cli_plugins},
-	{"agent", cli_agent}, {"reload", cli_reload},
+	{"agent", cli_agent}, {"reload", cli_reload}, {"history", cli_history}, {"metrics", cli_metrics},
+	{"forget", cli_forget}, {"prune", cli_prune},
 };
 
 /* --state-dir and --plugin-dir work with every subcommand: take them out

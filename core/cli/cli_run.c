@@ -2,18 +2,21 @@
  * from /dev/null) starts the command as its child, so the exit status is always
  * known; it writes the pid file, records the run in the state folder, notifies
  * and exits. The foreground process only reports where things are. */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "cli_session.h"
 #include "lib/proc.h"
+#include "base/safe_file.h"
 #include "base/state.h"
 
 static const char usage[] =
@@ -29,15 +32,17 @@ static const char usage[] =
 	"DETECTORS   --success RE --failure RE --progress RE --stall DUR (on the job's log)\n"
 	"            --file PATH [--min-size SIZE] [--stable-for DUR] [--deadline DUR]\n"
 	"            --disk PATH:MIN_FREE  --inodes PATH:MIN_FREE  --memory MIN_AVAILABLE\n"
+	"            --pressure-interval DUR (disk and memory sampling; default 10s)\n"
 	"POLICY      --timeout DUR --expected DUR --on-timeout notify|term|kill --kill-grace DUR\n"
 	"            --retry N --retry-delay DUR --rule EXPR\n"
 	"NOTIFY      --notify stdout|json|webhook:URL|email:ADDRESS|NAME (repeatable)\n"
 	"\n"
 	"Then: vigil status NAME, vigil logs -f NAME, vigil watch NAME, vigil stop NAME.\n";
 
+/* A leading '-' or '.' would read as an option or a hidden file later. */
 static bool name_ok(const char *name)
 {
-	if (!*name || strlen(name) > 100 || name[0] == '.')
+	if (!isalnum((unsigned char)name[0]) || strlen(name) > 100)
 		return false;
 	for (const char *c = name; *c; c++)
 		if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
@@ -64,8 +69,8 @@ static int fill_job(struct cli_job *job, const char *state_dir, char *log, size_
 		job->name = (char *)name;
 	}
 	if (!name_ok(name)) {
-		fprintf(stderr, "vigil run: \"%s\" is not a job name (letters, digits, . _ - @; "
-			"use --name)\n", name);
+		fprintf(stderr, "vigil run: \"%s\" is not a job name (letters, digits, . _ - @, "
+			"starting with a letter or digit; use --name)\n", name);
 		return EXIT_USAGE;
 	}
 	if (job->log)
@@ -112,18 +117,15 @@ struct started_info {
 	int ready_fd;
 };
 
+/* A new file renamed over the old one, relative to the folder: a link planted
+ * at the pid file or next to it is replaced, never written through. */
 static void write_pid_file(const char *path, pid_t pid)
 {
-	char tmp[PATH_MAX];
-	FILE *f;
+	char text[32], err[PATH_MAX + 128];
+	int len = snprintf(text, sizeof(text), "%d\n", (int)pid);
 
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	f = fopen(tmp, "we");
-	if (!f)
-		return;
-	fprintf(f, "%d\n", (int)pid);
-	if (fclose(f) == 0)
-		rename(tmp, path);
+	if (safe_file_replace(path, text, (size_t)len, 0644, err, sizeof(err)) != 0)
+		fprintf(stderr, "vigil run: pid file: %s\n", err);
 }
 
 static void job_started(struct session *s, const char *err, void *arg)
@@ -144,19 +146,25 @@ static int supervise(struct cli_job *job, const char *state_dir, const char *log
 		     const char *pid_file, int ready_fd)
 {
 	struct session s;
-	char sup_log[PATH_MAX + 8];
+	char sup_log[PATH_MAX + 8], err[PATH_MAX + 128];
 	int fd, rc;
 
 	setsid();
+	/* What the job leaves behind (a daemon's worker) comes to us, not to init:
+	 * the run lasts until it exits, and vigil stop reaches it. */
+	prctl(PR_SET_CHILD_SUBREAPER, 1);
 	fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	if (fd >= 0)
 		dup2(fd, 0);
 	snprintf(sup_log, sizeof(sup_log), "%s.vigil", log);
-	fd = open(sup_log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
-	if (fd >= 0) {
-		dup2(fd, 1);
-		dup2(fd, 2);
+	fd = safe_file_append(sup_log, 0640, err, sizeof(err));
+	if (fd < 0) {
+		dprintf(ready_fd, "E %s\n", err);
+		return EXIT_USAGE;
 	}
+	dup2(fd, 1);
+	dup2(fd, 2);
+	close(fd);
 	rc = session_open(&s, job, state_dir);
 	if (rc == 0) {
 		struct started_info si = {pid_file, ready_fd};
@@ -164,6 +172,7 @@ static int supervise(struct cli_job *job, const char *state_dir, const char *log
 		monitor_set_supervisor(s.m, getpid(), log);
 		s.started = job_started;
 		s.started_arg = &si;
+		s.outlive = true; /* nobody waits for us: deliver everything */
 		rc = session_run(&s, false);
 	} else {
 		dprintf(ready_fd, "E cannot start the supervisor (see %s)\n", sup_log);
@@ -208,6 +217,10 @@ int cli_run(int argc, char **argv)
 	if (rc)
 		goto out;
 	state_dir = cli_state_dir();
+	if (!state_dir) {
+		rc = EXIT_USAGE; /* said why: a folder we cannot trust or create */
+		goto out;
+	}
 	if ((rc = fill_job(&job, state_dir, log, sizeof(log))) ||
 	    (rc = refuse_running_duplicate(state_dir, job.name)) ||
 	    (rc = cli_job_config(&job, true)))

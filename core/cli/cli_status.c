@@ -1,6 +1,7 @@
 /* vigil status: running and finished jobs from the state folder. */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,23 +9,33 @@
 #include <unistd.h>
 
 #include "base/buf.h"
+#include "base/config.h"
 #include "cli.h"
 #include "agent/control.h"
 #include "base/event_json.h"
+#include "base/event_json_decode.h"
+#include "base/journal.h"
+#include "lib/report.h"
 #include "lib/proc.h"
 #include "engine/spool.h"
 #include "base/state.h"
+#include "cli_session.h"
 
 static const char usage[] =
 	"usage: vigil status [--json] [NAME]\n"
 	"\n"
 	"Jobs and monitors with their state, elapsed time, progress and outcome.\n"
 	"--json prints one JSON object per job: name, run, state, pid, started, ended,\n"
-	"elapsed (seconds), expected, exit_code, signal, outcome, reason, log, command,\n"
-	"last_event.\n"
+	"elapsed (seconds), expected, exit_code, signal, outcome, attempt, attempts,\n"
+	"next_at, reason, log, command, last_event, pending (notifications the job's\n"
+	"supervisor still delivers after the run).\n"
 	"When an agent runs (its control socket is in the state folder), its monitors come\n"
 	"from it (state waiting: between runs of a pid_file or match monitor), and the\n"
-	"state folder adds the jobs of vigil run.\n";
+	"state folder adds the jobs of vigil run. State stopped: a job of vigil run that\n"
+	"was stopped (SIGSTOP, SIGTSTP) and not yet continued. State retrying: an attempt\n"
+	"of a command failed; the next starts at next_at (\"retrying 2/3 in 8s\").\n"
+	"Without --state-dir, a member of group vigil also sees the system agent's jobs\n"
+	"(/run/vigil); other users see only their own.\n";
 
 static int64_t wall_now_ms(void)
 {
@@ -49,6 +60,75 @@ static int64_t elapsed_ms(const struct run_record *r)
 	if (!r->started_ms)
 		return 0;
 	return (r->ended_ms ? r->ended_ms : wall_now_ms()) - r->started_ms;
+}
+
+/* "attempt", "attempts" of a command's run (null otherwise) and, while it
+ * waits to retry, "next_at": when the next attempt starts. */
+static void put_attempts_json(struct buf *b, const struct run_record *r)
+{
+	char t[40];
+
+	buf_printf(b, r->attempts > 0 ? ",\"attempt\":%d,\"attempts\":%d"
+				       : ",\"attempt\":null,\"attempts\":null", r->attempt, r->attempts);
+	buf_puts(b, ",\"next_at\":");
+	if (strcmp(effective_state(r), "retrying") == 0 && r->next_at_ms &&
+	    event_time_rfc3339(r->next_at_ms, t, sizeof(t)) == 0)
+		buf_printf(b, "\"%s\"", t);
+	else
+		buf_puts(b, "null");
+}
+
+/* While a run waits to retry: "retrying 2/3 in 8s", then the failed attempt's
+ * reason. */
+static void retrying_cell(const struct run_record *r, char *buf, size_t len)
+{
+	char in[32];
+	int64_t left = r->next_at_ms - wall_now_ms();
+
+	config_format_duration(left > 0 ? (left + 999) / 1000 * 1000 : 0, in, sizeof(in));
+	snprintf(buf, len, "retrying %d/%d in %s: %s", r->attempt, r->attempts, in, r->reason);
+}
+
+/* Notifications the job's owner (vigil run's supervisor) still delivers after
+ * the run: its STATE/NAME.pending while it lives. The total; the "COUNT LABEL"
+ * lines joined into what, when given. */
+static size_t job_pending(const struct run_record *r, char *what, size_t len)
+{
+	char path[PATH_MAX], line[128];
+	const char *dir = cli_state_dir();
+	size_t total = 0, n;
+	FILE *f;
+
+	if (what && len)
+		what[0] = '\0';
+	if (!dir || !state_writer_alive(r) || session_pending_path(dir, r->name, path, sizeof(path)) ||
+	    !(f = fopen(path, "re")))
+		return 0;
+	while (fgets(line, sizeof(line), f)) {
+		char label[100];
+
+		if (sscanf(line, "%zu %99s", &n, label) != 2)
+			continue;
+		total += n;
+		if (what && len > strlen(what) + 1)
+			snprintf(what + strlen(what), len - strlen(what), "%s%s", *what ? ", " : "", label);
+	}
+	fclose(f);
+	return total;
+}
+
+/* "2 notifications pending (webhook:...)" under the table, per job. */
+static void print_pending_lines(const struct run_record *v, size_t n)
+{
+	char what[256];
+
+	for (size_t i = 0; i < n; i++) {
+		size_t k = job_pending(&v[i], what, sizeof(what));
+
+		if (k)
+			printf("%s: %zu notification%s pending (%s)\n", v[i].name, k, k == 1 ? "" : "s",
+			       what);
+	}
 }
 
 static void print_json(const struct run_record *r)
@@ -86,12 +166,14 @@ static void print_json(const struct run_record *r)
 		json_put_string(&b, r->outcome, strlen(r->outcome));
 	else
 		buf_puts(&b, "null");
+	put_attempts_json(&b, r);
 	const char *keys[] = {"reason", "log", "command", "last_event"};
 	const char *vals[] = {r->reason, r->log, r->command, r->last_event};
 	for (size_t i = 0; i < 4; i++) {
 		buf_printf(&b, ",\"%s\":", keys[i]);
 		json_put_string(&b, vals[i], strlen(vals[i]));
 	}
+	buf_printf(&b, ",\"pending\":%zu", job_pending(r, NULL, 0));
 	buf_puts(&b, "}\n");
 	fwrite(b.p, 1, b.len, stdout);
 	buf_free(&b);
@@ -129,7 +211,7 @@ static void print_table(const struct run_record *v, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		const struct run_record *r = &v[i];
 		const char *st = effective_state(r);
-		char el[32], prog[32], pid[16];
+		char el[32], prog[32], pid[16], retry[700] = "";
 		const char *col = "";
 
 		progress_cell(r, prog, sizeof(prog));
@@ -142,10 +224,12 @@ static void print_table(const struct run_record *v, size_t n)
 			snprintf(el, sizeof(el), "-");
 		else
 			cli_format_elapsed(elapsed_ms(r), el, sizeof(el));
+		if (strcmp(st, "retrying") == 0)
+			retrying_cell(r, retry, sizeof(retry));
 		printf("%-*s  %4llu  %7s  %-9s  %-10s  %-15s  %s%s%s%s%.60s\n", w, r->name,
 		       (unsigned long long)r->run, pid, st, el, prog, col, r->outcome,
 		       color && *col ? "\033[0m" : "", r->outcome[0] ? "  " : "",
-		       r->outcome[0] ? r->reason : r->last_event);
+		       r->outcome[0] ? r->reason : *retry ? retry : r->last_event);
 	}
 }
 
@@ -191,6 +275,119 @@ static int agent_list(const char *dir, struct run_record **out, size_t *n)
 	return 0;
 }
 
+/* The agent's view of dir when one answers, else the records in it. */
+static int folder_list(const char *dir, struct run_record **out, size_t *n)
+{
+	return agent_list(dir, out, n) == 0 ? 0 : state_list(dir, out, n);
+}
+
+/* Our folder's jobs, and the system agent's for a member of group vigil, who
+ * need not name its folder. The first failure's -errno when neither reads. */
+static int list_jobs(const char *dir, struct run_record **out, size_t *n)
+{
+	const char *sys = cli_system_dir();
+	struct run_record *sv, *all;
+	size_t sn;
+	int rc = folder_list(dir, out, n);
+
+	if (!sys || folder_list(sys, &sv, &sn) != 0)
+		return rc;
+	if (rc != 0 || sn == 0) {
+		if (rc != 0)
+			*out = sv, *n = sn;
+		else
+			free(sv);
+		return 0;
+	}
+	if (!(all = realloc(*out, (*n + sn) * sizeof(*all)))) {
+		free(sv);
+		return 0;
+	}
+	memcpy(all + *n, sv, sn * sizeof(*sv));
+	free(sv);
+	*n += sn;
+	qsort(all, *n, sizeof(*all), by_name);
+	*out = all;
+	return 0;
+}
+
+#define REPORT_JOURNAL_TAIL 65536 /* the finished event is the journal's last line */
+
+/* Text the job wrote, with control bytes shown as '?': no escape sequence
+ * of a log reaches the terminal. */
+static void put_printable(const char *s, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		putchar((unsigned char)s[i] < 0x20 || s[i] == 0x7f ? '?' : s[i]);
+	putchar('\n');
+}
+
+static int report_line(void *arg, const char *label, const char *value, size_t len)
+{
+	(void)arg;
+	printf("  %-12s ", label);
+	put_printable(value, len);
+	return 0;
+}
+
+/* The end of name's journal; its last line that is a `finished` event, or NULL. */
+static char *journal_finished_line(const char *dir, const char *name)
+{
+	char path[4096], *buf = NULL, *line = NULL;
+	FILE *f;
+	long size;
+
+	if (journal_path(dir, name, path, sizeof(path)) < 0 || !(f = fopen(path, "re")))
+		return NULL;
+	if (fseek(f, 0, SEEK_END) == 0 && (size = ftell(f)) >= 0 &&
+	    fseek(f, size > REPORT_JOURNAL_TAIL ? size - REPORT_JOURNAL_TAIL : 0, SEEK_SET) == 0 &&
+	    (buf = calloc(1, REPORT_JOURNAL_TAIL + 1)))
+		buf[fread(buf, 1, REPORT_JOURNAL_TAIL, f)] = '\0';
+	fclose(f);
+	for (char *p = buf, *nl; p && *p; p = nl + 1) {
+		if (!(nl = strchr(p, '\n')))
+			break;
+		*nl = '\0';
+		if (strstr(p, "\"kind\":\"finished\""))
+			line = p;
+	}
+	line = line ? strdup(line) : NULL;
+	free(buf);
+	return line;
+}
+
+/* vigil status NAME of a finished run: its end-of-run report, from the run's
+ * own `finished` event (the one truth of the run). */
+static void print_report(const char *dir, const struct run_record *r)
+{
+	char *json = journal_finished_line(dir, r->name), *host, err[200];
+	struct stored_record *sr;
+	struct buf types;
+
+	buf_init(&types);
+	if (json && journal_types(json, strlen(json), &types) == 0 &&
+	    event_json_decode(json, strlen(json), buf_cstr(&types), &sr, &host, err,
+			      sizeof(err)) == 0) {
+		printf("\nrun %llu:\n", (unsigned long long)sr->run);
+		report_lines(&sr->ev, report_line, NULL);
+		for (size_t i = 0; i < sr->ev.n_fields; i++) {
+			const struct vigil_field *f = &sr->ev.fields[i];
+
+			if (strcmp(f->name, "log_tail") != 0 || f->type != VIGIL_FIELD_STRINGS)
+				continue;
+			printf("  last lines:\n");
+			for (size_t k = 0; k < f->u.list.n; k++) {
+				fputs("    ", stdout);
+				put_printable(f->u.list.v[k].ptr, f->u.list.v[k].len);
+			}
+		}
+		record_free(sr);
+		free(host);
+	}
+	buf_free(&types);
+	free(json);
+}
+
 struct spool_show {
 	bool json;
 	bool header;
@@ -219,17 +416,13 @@ static void show_spool(void *data, const char *name, size_t pending, size_t dead
 	printf("%-24s  %8zu  %8zu\n", name, pending, dead);
 }
 
-/* The spool of this state folder: DIR/spool with --state-dir, else the default. */
+/* The spool of this state folder, where vigil run and watch put it. */
 static void print_spool(bool json)
 {
 	struct spool_show ss = {.json = json};
 	char root[4096];
 
-	if (cli_globals.state_dir)
-		snprintf(root, sizeof(root), "%s/spool", cli_globals.state_dir);
-	else
-		spool_default_dir(root, sizeof(root));
-	spool_count_all(root, show_spool, &ss);
+	spool_count_all(session_spool_dir(NULL, root, sizeof(root)), show_spool, &ss);
 }
 
 int cli_status(int argc, char **argv)
@@ -259,8 +452,9 @@ int cli_status(int argc, char **argv)
 	dir = cli_state_dir();
 	if (!dir)
 		return EXIT_USAGE;
-	if (agent_list(dir, &v, &n) != 0 && state_list(dir, &v, &n) != 0)
-		return EXIT_USAGE;
+	if ((c = list_jobs(dir, &v, &n)) != 0)
+		return fprintf(stderr, "vigil status: cannot read the state folder %s: %s\n", dir,
+			       strerror(-c)), EXIT_USAGE;
 	if (optind < argc) {
 		size_t k = 0;
 
@@ -281,6 +475,11 @@ int cli_status(int argc, char **argv)
 		printf("no jobs (start one with vigil run, or watch one with vigil watch)\n");
 	else
 		print_table(v, n);
+	if (!json)
+		print_pending_lines(v, n);
+	for (size_t i = 0; !json && optind < argc && i < n; i++)
+		if (strcmp(effective_state(&v[i]), "finished") == 0)
+			print_report(dir, &v[i]);
 	if (optind >= argc)
 		print_spool(json);
 	free(v);

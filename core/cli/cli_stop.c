@@ -1,6 +1,7 @@
-/* vigil stop NAME [--force] [--grace DUR]: SIGTERM, then SIGKILL after a grace.
- * The process is addressed through a pidfd after checking its start time, so a
- * reused PID is never signalled. */
+/* vigil stop NAME [--force] [--grace DUR]: SIGTERM (with SIGCONT, so that a
+ * stopped job acts on it) to the job's whole process tree, then SIGKILL after a
+ * grace. A job without a live supervisor is addressed through a pidfd after
+ * checking its start time, so a reused PID is never signalled. */
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
@@ -12,6 +13,7 @@
 
 #include "cli.h"
 #include "agent/control.h"
+#include "engine/engine.h"
 #include "base/loop.h"
 #include "lib/proc.h"
 #include "base/state.h"
@@ -19,8 +21,9 @@
 static const char usage[] =
 	"usage: vigil stop NAME [--force] [--grace DUR]\n"
 	"\n"
-	"Stop a job: SIGTERM to its process group, then SIGKILL if it is still there after the\n"
-	"grace (default 10s). --force sends SIGKILL at once.\n"
+	"Stop a job: SIGTERM and SIGCONT to its whole process tree (what it started, setsid or\n"
+	"not), then SIGKILL to what is still there after the grace (default 10s).\n"
+	"--force sends SIGKILL at once.\n"
 	"A monitor of the running agent is stopped by the agent (through its control socket;\n"
 	"the grace is then the monitor's kill_grace); other jobs through the state folder.\n";
 
@@ -107,6 +110,99 @@ static void agent_outcome(const char *dir, const char *name, long long run)
 	}
 }
 
+/* ------------------------------------------------------------ a whole tree */
+/* vigil run's supervisor is a subreaper: every process of its job, setsid'd or
+ * left behind by a daemonizing command, is among its descendants. */
+
+static void signal_tree(pid_t supervisor, int sig)
+{
+	pid_t *v;
+	size_t n;
+
+	if (engine_descendants(&supervisor, 1, true, &v, &n) != 0)
+		return;
+	for (size_t i = 0; i < n; i++)
+		kill(v[i], sig);
+	/* a stopped process must run to act on the SIGTERM */
+	for (size_t i = 0; sig != SIGKILL && i < n; i++)
+		kill(v[i], SIGCONT);
+	free(v);
+}
+
+/* Wait until no descendant of the supervisor lives: one pidfd at a time, a new
+ * look at the tree after each exit. */
+static bool tree_gone(pid_t supervisor, int64_t ms)
+{
+	int64_t deadline = loop_clock_ms() + ms;
+
+	for (;;) {
+		pid_t *v;
+		size_t n;
+		int fd;
+
+		if (engine_descendants(&supervisor, 1, true, &v, &n) != 0)
+			return false;
+		fd = n ? (int)syscall(SYS_pidfd_open, v[0], 0) : -1;
+		free(v);
+		if (n == 0)
+			return true;
+		if (loop_clock_ms() >= deadline) {
+			if (fd >= 0)
+				close(fd);
+			return false;
+		}
+		if (fd >= 0) {
+			wait_exit(fd, deadline - loop_clock_ms());
+			close(fd);
+		}
+	}
+}
+
+static bool tree_alive(pid_t supervisor)
+{
+	pid_t *v;
+	size_t n = 0;
+
+	if (engine_descendants(&supervisor, 1, true, &v, &n) == 0)
+		free(v);
+	return n > 0;
+}
+
+/* A job of vigil run whose supervisor still runs: end its whole tree. */
+static int stop_tree(const char *dir, const struct run_record *r, bool force, int64_t grace)
+{
+	if (!tree_alive(r->supervisor)) {
+		printf("%s is not running\n", r->name);
+		return 0;
+	}
+	signal_tree(r->supervisor, force ? SIGKILL : SIGTERM);
+	if (force) {
+		printf("%s (pid %d): killed with SIGKILL\n", r->name, (int)r->pid);
+	} else if (tree_gone(r->supervisor, grace)) {
+		printf("%s (pid %d): stopped by SIGTERM\n", r->name, (int)r->pid);
+	} else {
+		signal_tree(r->supervisor, SIGKILL);
+		printf("%s (pid %d): still running %lld ms after SIGTERM; killed with SIGKILL\n",
+		       r->name, (int)r->pid, (long long)grace);
+	}
+	if (!tree_gone(r->supervisor, 5000))
+		fprintf(stderr, "vigil stop: %s: processes still there after SIGKILL\n", r->name);
+	report_outcome(dir, r->name, r->run);
+	return 0;
+}
+
+/* A run still going: running, or stopped (SIGSTOP) but alive. */
+static bool run_going(const struct run_record *r)
+{
+	return strcmp(r->state, "running") == 0 || strcmp(r->state, "stopped") == 0;
+}
+
+static bool supervised(const struct run_record *r)
+{
+	return run_going(r) && r->supervisor > 0 &&
+	       r->owner_pid == r->supervisor && state_writer_alive(r);
+}
+
 /* 1: handled by the agent (rc set); 0: not an agent's monitor, or no agent. */
 static int stop_via_agent(const char *dir, const char *name, bool force, int *rc)
 {
@@ -152,12 +248,14 @@ int cli_stop(int argc, char **argv)
 
 	if (rc)
 		return rc < 0 ? 0 : rc;
-	dir = cli_state_dir();
+	dir = cli_state_dir_for(name);
 	if (dir && stop_via_agent(dir, name, force, &rc))
 		return rc;
 	if (!dir || state_read(dir, name, &r) != 0)
 		return fprintf(stderr, "vigil stop: no job named \"%s\"\n", name), EXIT_USAGE;
-	if (strcmp(r.state, "running") != 0 || !proc_is_same(r.pid, r.start_time)) {
+	if (supervised(&r))
+		return stop_tree(dir, &r, force, grace);
+	if (!run_going(&r) || !proc_is_same(r.pid, r.start_time)) {
 		printf("%s is not running (%s)\n", name, r.outcome[0] ? r.outcome : r.state);
 		return 0;
 	}

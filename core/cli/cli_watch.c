@@ -19,6 +19,7 @@ static const char usage[] =
 	"            --log PATH [--success RE] [--failure RE] [--progress RE] [--stall DUR]\n"
 	"                       [--from start|end]\n"
 	"            --disk PATH:MIN_FREE  --inodes PATH:MIN_FREE  --memory MIN_AVAILABLE\n"
+	"            --pressure-interval DUR (disk and memory sampling; default 10s)\n"
 	"POLICY      --timeout DUR  --expected DUR  --on-timeout notify|term|kill\n"
 	"            --kill-grace DUR  --rule EXPR (e.g. \"exit and file and not failure\")\n"
 	"NOTIFY      --notify stdout|json|webhook:URL|email:ADDRESS|NAME (repeatable), --json\n"
@@ -42,23 +43,53 @@ static int bare_target(struct cli_job *job, const char *arg, const char *state_d
 			return EXIT_USAGE;
 		}
 	} else {
+		/* A job's run is its owner's to decide: follow its journal (see
+		 * follow_job), never attach and judge it a second time. */
 		if (!state_dir || state_read(state_dir, arg, &r) != 0) {
 			fprintf(stderr, "vigil watch: no job named \"%s\" (see vigil status)\n", arg);
 			return EXIT_USAGE;
 		}
-		if (strcmp(r.state, "running") != 0 || !proc_is_same(r.pid, r.start_time)) {
-			fprintf(stderr, "vigil watch: job %s is not running (%s%s%s)\n", arg,
-				r.outcome[0] ? r.outcome : r.state, r.reason[0] ? ": " : "", r.reason);
-			return 4;
-		}
-		pid = r.pid;
 		job->status_job = arg;
-		if (!job->name)
-			raw_section_set(s, "name", arg, 0);
+		return 0;
 	}
 	snprintf(num, sizeof(num), "%d", (int)pid);
 	raw_section_set(s, "pid", num, 0);
 	return 0;
+}
+
+/* The notifier specs of the job's `notify` keys ("json, oncall" is two). */
+static size_t notify_specs(struct cli_job *job, char *buf, size_t len, const char **specs,
+			   size_t max)
+{
+	struct raw_section *s = raw_ini_section(&job->ini, "monitor");
+	size_t n = 0, used = 0;
+
+	for (size_t i = 0; i < s->n_kv; i++) {
+		if (strcmp(s->kv[i].key, "notify") != 0 || used >= len)
+			continue;
+		char *p = buf + used, *save = NULL;
+
+		used += (size_t)snprintf(p, len - used, "%s", s->kv[i].value) + 1;
+		for (char *t = strtok_r(p, ", \t", &save); t && n < max; t = strtok_r(NULL, ", \t", &save))
+			specs[n++] = t;
+	}
+	return n;
+}
+
+/* vigil watch NAME: the events of the job's current run as its owner records
+ * them, printed as for a PID, and the exit status of its outcome. */
+static int follow_job(struct cli_job *job, const char *state_dir)
+{
+	char buf[4096];
+	const char *specs[16];
+	size_t n;
+
+	if (job->json)
+		return session_follow(state_dir, job->status_job, (const char *[]){"json"}, 1, NULL);
+	n = notify_specs(job, buf, sizeof(buf), specs, 16);
+	if (n == 0)
+		specs[n++] = "stdout";
+	return session_follow(state_dir, job->status_job, specs, n, NULL);
 }
 
 static void default_name_and_notify(struct cli_job *job)
@@ -109,7 +140,7 @@ int cli_watch(int argc, char **argv)
 
 	if (rc)
 		goto out;
-	state_dir = cli_state_dir();
+	state_dir = job.argc == 1 ? cli_state_dir_for(job.argv[0]) : cli_state_dir();
 	if (job.argc > 1) {
 		fprintf(stderr, "vigil watch: one target only, got \"%s\" and \"%s\"\n", job.argv[0],
 			job.argv[1]);
@@ -118,13 +149,14 @@ int cli_watch(int argc, char **argv)
 	}
 	if (job.argc == 1 && (rc = bare_target(&job, job.argv[0], state_dir)))
 		goto out;
+	if (job.status_job) {
+		rc = follow_job(&job, state_dir);
+		goto out;
+	}
 	default_name_and_notify(&job);
 	if ((rc = cli_job_config(&job, false)))
 		goto out;
-	/* A job of vigil run has its record written by its supervisor: don't race it. */
-	rc = session_open(&s, &job, job.status_job ? NULL : state_dir);
-	if (rc == 0 && job.status_job && state_dir)
-		monitor_set_status_record(s.m, state_dir, job.status_job);
+	rc = session_open(&s, &job, state_dir);
 	if (rc == 0)
 		monitor_set_single_run(s.m);
 	if (rc == 0)

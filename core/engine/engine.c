@@ -146,6 +146,17 @@ size_t engine_pending(struct engine *e)
 	return n;
 }
 
+struct notifier *engine_notifier_by_folder(struct engine *e, const char *folder)
+{
+	for (size_t i = 0; i < e->n_notifiers; i++) {
+		const char *f = notifier_spool_folder(e->notifiers[i].n);
+
+		if (f && strcmp(f, folder) == 0)
+			return e->notifiers[i].n;
+	}
+	return NULL;
+}
+
 static struct raw_section *find_def(struct engine *e, const char *name, const char **file)
 {
 	for (size_t i = 0; i < e->n_defs; i++)
@@ -207,7 +218,8 @@ static int spec_section(struct engine *e, const char *spec, struct raw_section *
 	struct raw_section *def;
 
 	memset(s, 0, sizeof(*s));
-	s->name = strdup(spec);
+	/* The section's name goes into diagnostics: a webhook URL may hold a secret. */
+	s->name = strdup(strncmp(spec, "webhook:", 8) ? spec : "webhook:URL");
 	if (strcmp(spec, "stdout") == 0 || strcmp(spec, "json") == 0) {
 		s->plugin = strdup("stdout");
 		raw_section_set(s, "format", spec[0] == 'j' ? "json" : "text", 0);
@@ -236,9 +248,11 @@ static int spec_section(struct engine *e, const char *spec, struct raw_section *
 				s->kv[i] = s->kv[--s->n_kv];
 				break;
 			}
+	} else if (plugin_get(e->plugins, spec, VIGIL_PLUGIN_NOTIFIER, err, errlen)) {
+		s->plugin = strdup(spec); /* a notifier plugin by name, with its defaults */
 	} else {
 		snprintf(err, errlen, "unknown notifier \"%s\" (use stdout, json, webhook:URL, "
-			 "email:ADDRESS or a [notifier NAME] of vigil.ini)", spec);
+			 "email:ADDRESS, a [notifier NAME] of vigil.ini or a notifier plugin)", spec);
 		return -ENOENT;
 	}
 	return s->plugin ? 0 : -ENOMEM;

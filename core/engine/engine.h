@@ -63,6 +63,7 @@ struct vigil_ctx {
 	struct ctx_timer **timers;
 	size_t n_timers;
 	void *shared; /* the plugin's shared state, see vigil_plugin.shared_create */
+	bool warned_reserved; /* said that a field named like an envelope key was renamed */
 };
 
 extern const struct vigil_host engine_host;
@@ -108,6 +109,12 @@ struct notifier *engine_notifier(struct engine *e, const char *spec, const char 
  * *shared NULL when the plugin has none). */
 int engine_plugin_shared(struct engine *e, const struct vigil_plugin *p, void **shared,
 			 char *err, size_t errlen);
+/* The descendants of roots (not roots themselves), from /proc; live_only skips
+ * zombies. *out freed by the caller. 0 or -errno. */
+int engine_descendants(const pid_t *roots, size_t n_roots, bool live_only, pid_t **out,
+		       size_t *n_out);
+/* The spooled notifier whose spool folder is named folder, or NULL. */
+struct notifier *engine_notifier_by_folder(struct engine *e, const char *folder);
 /* Deliveries not yet done, over all notifiers. */
 size_t engine_pending(struct engine *e);
 
@@ -115,6 +122,8 @@ size_t engine_pending(struct engine *e);
 /* Queue a record for delivery (copied). */
 void notifier_submit(struct notifier *n, const struct vigil_record *rec);
 size_t notifier_pending(const struct notifier *n);
+/* The name of its spool folder (under the spool root), NULL when not spooled. */
+const char *notifier_spool_folder(const struct notifier *n);
 const char *notifier_name(const struct notifier *n);
 void notifier_free(struct notifier *n);
 struct notifier *notifier_new(struct engine *e, const char *name, const struct vigil_plugin *p,
@@ -144,6 +153,9 @@ void monitor_set_supervisor(struct monitor *m, pid_t supervisor, const char *log
 /* The agent: continue the run numbers of an earlier life (before start). */
 void monitor_seed_run(struct monitor *m, uint64_t run);
 uint64_t monitor_run_number(const struct monitor *m);
+/* The agent, before start: the `command =` job an earlier agent started still
+ * runs as (pid, start_time); follow it instead of starting the command again. */
+void monitor_adopt(struct monitor *m, pid_t pid, uint64_t start_time);
 /* The agent's stop: SIGTERM, then SIGKILL after the kill grace (force: SIGKILL
  * at once). 0, or -ESRCH when no process is attached. */
 int monitor_stop(struct monitor *m, bool force);
@@ -152,6 +164,13 @@ int monitor_stop(struct monitor *m, bool force);
 /* vigil watch: end after one run even when the target is a pid_file or match. */
 void monitor_set_single_run(struct monitor *m);
 void monitor_set_status_record(struct monitor *m, const char *dir, const char *name);
+/* vigil watch, once started: a pid_file or match target not there yet gets one
+ * `waiting` event, and the wait counts against the timeout. */
+void monitor_wait_begins(struct monitor *m);
+/* The target stopped (SIGSTOP...) or continued: a `stopped` / `continued`
+ * event and the run record's state. */
+void monitor_stopped(struct monitor *m, bool stopped, int sig);
+bool monitor_is_stopped(const struct monitor *m);
 
 /* Host entry points, called from host.c. */
 void monitor_emit(struct monitor *m, struct detector *d, const struct vigil_event *ev);
@@ -161,6 +180,8 @@ void monitor_lost(struct monitor *m, const char *why);
 void monitor_expect(struct monitor *m, struct detector *d, enum vigil_criterion c);
 void monitor_settled(struct monitor *m, struct detector *d);
 void monitor_log_tail(struct monitor *m, const struct vigil_bytes *lines, size_t n);
+/* The pid detector's facts of the ended process, for the report (monitor_report.c). */
+void monitor_exit_facts(struct monitor *m, const struct vigil_field *f, size_t n);
 const struct vigil_target *monitor_target(struct monitor *m);
 
 #endif

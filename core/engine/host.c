@@ -2,12 +2,14 @@
  * instance's ctx; fd watches and timers are recorded there so that destroying an
  * instance releases whatever it still holds. */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "engine.h"
+#include "base/event_json.h"
 #include "base/log.h"
 
 int ctx_init(struct vigil_ctx *ctx, struct engine *e, const char *label)
@@ -168,9 +170,58 @@ static int64_t host_now_ms(struct vigil_ctx *ctx)
 	return loop_now_ms(engine_loop(ctx->engine));
 }
 
+/* A detector's field named like an envelope key would be dropped by the
+ * encoder (a key is written once, the envelope's value first). The one
+ * exception is an integer `pid`: by the ABI it is the envelope's pid. */
+static bool field_reserved(const struct vigil_field *f)
+{
+	if (!f->name || !event_field_rename(f->name))
+		return false;
+	return strcmp(f->name, "pid") != 0 || f->type != VIGIL_FIELD_INT;
+}
+
+static size_t count_reserved(const struct vigil_event *ev)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; ev->fields && i < ev->n_fields; i++)
+		n += field_reserved(&ev->fields[i]);
+	return n;
+}
+
+/* Such a field is renamed ("host" -> "field_host", DESIGN.md "Events as
+ * JSON") so its value reaches the notifiers; said once per instance. */
+static void emit_renamed(struct vigil_ctx *ctx, const struct vigil_event *ev)
+{
+	struct vigil_field *f = malloc(ev->n_fields * sizeof(*f));
+	struct vigil_event copy = *ev;
+
+	if (!f) {
+		monitor_emit(ctx->monitor, ctx->detector, ev); /* encoded without them */
+		return;
+	}
+	memcpy(f, ev->fields, ev->n_fields * sizeof(*f));
+	for (size_t i = 0; i < ev->n_fields; i++) {
+		if (!field_reserved(&f[i]))
+			continue;
+		if (!ctx->warned_reserved)
+			log_msg(LOG_LVL_WARN, ctx->label, "event field \"%s\" is an envelope key: "
+				"sent as \"%s\" (said once)", f[i].name, event_field_rename(f[i].name));
+		ctx->warned_reserved = true;
+		f[i].name = event_field_rename(f[i].name);
+	}
+	copy.fields = f;
+	monitor_emit(ctx->monitor, ctx->detector, &copy);
+	free(f);
+}
+
 static void host_emit(struct vigil_ctx *ctx, const struct vigil_event *ev)
 {
-	if (ctx->monitor)
+	if (!ctx->monitor)
+		return;
+	if (count_reserved(ev))
+		emit_renamed(ctx, ev);
+	else
 		monitor_emit(ctx->monitor, ctx->detector, ev);
 }
 
@@ -230,6 +281,12 @@ static void host_log_tail(struct vigil_ctx *ctx, const struct vigil_bytes *lines
 		monitor_log_tail(ctx->monitor, lines, n);
 }
 
+static void host_exit_facts(struct vigil_ctx *ctx, const struct vigil_field *f, size_t n)
+{
+	if (ctx->monitor)
+		monitor_exit_facts(ctx->monitor, f, n);
+}
+
 static void *host_shared(struct vigil_ctx *ctx)
 {
 	return ctx->shared;
@@ -255,4 +312,5 @@ const struct vigil_host engine_host = {
 	.hostname = host_hostname,
 	.log_tail = host_log_tail,
 	.shared = host_shared,
+	.exit_facts = host_exit_facts,
 };

@@ -14,6 +14,8 @@
 
 #include "engine.h"
 #include "base/event_json.h"
+#include "base/journal.h"
+#include "base/history.h"
 #include "base/buf.h"
 #include "base/log.h"
 #include "monitor_internal.h"
@@ -46,7 +48,10 @@ const char *monitor_name(const struct monitor *m) { return m->name; }
 enum outcome monitor_last_outcome(const struct monitor *m) { return m->last_outcome; }
 bool monitor_done(const struct monitor *m) { return m->done; }
 pid_t monitor_pid(const struct monitor *m) { return m->target.pid; }
-int64_t monitor_expected_ms(const struct monitor *m) { return m->mc->expected_ms; }
+int64_t monitor_expected_ms(const struct monitor *m)
+{
+	return m->mc->expected_auto ? m->learned_expected_ms : m->mc->expected_ms;
+}
 double monitor_progress(const struct monitor *m) { return m->progress; }
 const char *monitor_last_event(const struct monitor *m) { return m->last_event; }
 const struct vigil_target *monitor_target(struct monitor *m) { return &m->target; }
@@ -97,7 +102,9 @@ void monitor_save_state(struct monitor *m)
 	snprintf(r.name, sizeof(r.name), "%s", m->name);
 	r.run = m->run;
 	snprintf(r.state, sizeof(r.state), "%s",
-		 m->state == RUN_ATTACHED || m->state == RUN_SETTLING ? "running"
+		 m->state == RUN_RETRYING ? "retrying"
+		 : m->state == RUN_ATTACHED && m->stopped ? "stopped"
+		 : m->state == RUN_ATTACHED || m->state == RUN_SETTLING ? "running"
 		 : m->run && m->state != RUN_WAITING ? "finished"
 		 : m->run && m->last_outcome ? "finished" : "waiting");
 	r.pid = m->target.pid;
@@ -105,16 +112,21 @@ void monitor_save_state(struct monitor *m)
 	r.supervisor = m->supervisor;
 	r.owner_pid = getpid();
 	r.uid = geteuid();
-	r.started_ms = m->start_wall;
+	r.started_ms = m->run_start_wall ? m->run_start_wall : m->start_wall;
+	r.attempt = m->attempt;
+	r.attempts = m->mc->command ? m->mc->retry + 1 : 0;
+	r.next_at_ms = m->state == RUN_RETRYING ? m->next_attempt_wall : 0;
 	r.ended_ms = m->end_wall;
 	r.exit_code = m->exit_known ? m->exit_code : -1;
 	r.signal = m->exit_known ? m->exit_signal : -1;
 	snprintf(r.outcome, sizeof(r.outcome), "%s",
 		 r.state[0] == 'f' ? outcome_name(m->last_outcome) : "");
-	r.expected_ms = m->mc->expected_ms;
+	r.expected_ms = monitor_expected_ms(m);
 	r.timeout_ms = m->mc->timeout_ms;
 	r.progress = m->progress;
-	snprintf(r.log, sizeof(r.log), "%s", m->log_path ? m->log_path : "");
+	/* vigil run's log, or a `command =` monitor's own: what `vigil logs` reads */
+	snprintf(r.log, sizeof(r.log), "%s",
+		 m->log_path ? m->log_path : m->mc->command && m->mc->log ? m->mc->log : "");
 	snprintf(r.command, sizeof(r.command), "%s",
 		 m->mc->command ? m->mc->command : m->cmdline ? m->cmdline : "");
 	snprintf(r.last_event, sizeof(r.last_event), "%s", m->last_event);
@@ -148,7 +160,8 @@ static void monitor_note_state(struct monitor *m, const char *kind)
 	m->state_dirty = true;
 	/* Not on `exited`: `finished` follows at once, and a rename in between is
 	 * latency on the path everyone waits for. */
-	if (strcmp(kind, VIGIL_EV_ATTACHED) == 0 || strcmp(kind, VIGIL_EV_FINISHED) == 0) {
+	if (strcmp(kind, VIGIL_EV_ATTACHED) == 0 || strcmp(kind, VIGIL_EV_FINISHED) == 0 ||
+	    strcmp(kind, VIGIL_EV_RETRYING) == 0) {
 		monitor_save_state(m);
 		return;
 	}
@@ -156,36 +169,86 @@ static void monitor_note_state(struct monitor *m, const char *kind)
 		m->state_timer = loop_add_timer(engine_loop(m->engine), 1000, state_flush, m, NULL);
 }
 
-/* Every event goes through here: encode once, hand to notifiers and detectors. */
+/* The run's journal: what `vigil watch NAME` follows. The first event of a run
+ * starts a new one; `finished` ends it. */
+static void monitor_journal(struct monitor *m, const char *kind, const char *json, size_t len)
+{
+	const char *dir = engine_state_dir(m->engine);
+	int r;
+
+	if (!dir)
+		return;
+	r = journal_append(dir, m->name, json, len, !m->journal_open);
+	m->journal_open = strcmp(kind, VIGIL_EV_FINISHED) != 0;
+	if (r != 0 && !m->journal_warned)
+		log_msg(LOG_LVL_WARN, m->name, "cannot append to the event journal in %s: %s", dir,
+			strerror(-r));
+	m->journal_warned = r != 0;
+}
+
+/* The envelope and JSON line of an event of this monitor's current run. */
+static int encode_event(struct monitor *m, const char *detector, const struct vigil_event *ev,
+			struct event_envelope *env, char id[33], struct buf *b)
+{
+	const struct vigil_field *pidf = event_field(ev, "pid");
+
+	event_new_id(id);
+	*env = (struct event_envelope){0};
+	env->id = id;
+	env->time_ms = wall_ms();
+	env->host = engine_hostname(m->engine);
+	env->monitor = m->name;
+	env->run = m->run;
+	env->detector = detector;
+	env->pid = pidf && pidf->type == VIGIL_FIELD_INT ? (pid_t)pidf->u.i : m->target.pid;
+	buf_init(b);
+	if (event_json_encode(b, env, ev) == 0)
+		return 0;
+	log_msg(LOG_LVL_ERR, m->name, "out of memory encoding a %s event", ev->kind);
+	buf_free(b);
+	return -ENOMEM;
+}
+
+char *monitor_event_json(struct monitor *m, const char *detector, const struct vigil_event *ev)
+{
+	struct event_envelope env;
+	struct buf b;
+	char id[33], *json;
+
+	if (encode_event(m, detector, ev, &env, id, &b) != 0)
+		return NULL;
+	json = strdup(buf_cstr(&b));
+	buf_free(&b);
+	return json;
+}
+
 void monitor_record(struct monitor *m, const char *detector, const struct vigil_event *ev)
 {
+	monitor_record_copy(m, detector, ev, NULL);
+}
+
+/* Every event goes through here: encode once, hand to notifiers and detectors. */
+void monitor_record_copy(struct monitor *m, const char *detector, const struct vigil_event *ev,
+			 char **json)
+{
 	const struct engine_hooks *h = engine_hooks(m->engine);
-	const struct vigil_field *pidf = event_field(ev, "pid");
-	struct event_envelope env = {0};
+	struct event_envelope env;
 	struct vigil_record rec;
 	struct buf b;
 	char id[33];
 
-	event_new_id(id);
-	env.id = id;
-	env.time_ms = wall_ms();
-	env.host = engine_hostname(m->engine);
-	env.monitor = m->name;
-	env.run = m->run;
-	env.detector = detector;
-	env.pid = pidf && pidf->type == VIGIL_FIELD_INT ? (pid_t)pidf->u.i : m->target.pid;
-	buf_init(&b);
-	if (event_json_encode(&b, &env, ev) != 0) {
-		log_msg(LOG_LVL_ERR, m->name, "out of memory encoding a %s event", ev->kind);
-		buf_free(&b);
+	if (encode_event(m, detector, ev, &env, id, &b) != 0)
 		return;
-	}
+	if (json)
+		*json = strdup(buf_cstr(&b));
 	rec = (struct vigil_record){.id = id, .monitor = m->name, .run = m->run,
 				    .detector = detector, .time_ms = env.time_ms,
 				    .host = env.host, .pid = env.pid, .event = ev,
 				    .json = buf_cstr(&b), .json_len = b.len};
 	snprintf(m->last_event, sizeof(m->last_event), "%s%s%s", ev->kind,
 		 ev->message ? ": " : "", ev->message ? ev->message : "");
+	monitor_journal(m, ev->kind, rec.json, rec.json_len);
+	history_note_record(engine_state_dir(m->engine), &rec); /* a `finished` only */
 	if (h->before_record)
 		h->before_record(h->data, m, &rec);
 	for (size_t i = 0; i < m->n_notifiers; i++)
@@ -232,9 +295,11 @@ void monitor_emit(struct monitor *m, struct detector *d, const struct vigil_even
 		const struct vigil_field *unit = event_field(ev, "unit");
 
 		f = event_field(ev, "value");
-		if (f && f->type == VIGIL_FIELD_DOUBLE && unit && unit->type == VIGIL_FIELD_STRING &&
-		    unit->u.s.len == 7 && memcmp(unit->u.s.ptr, "percent", 7) == 0)
-			m->progress = f->u.d;
+		/* A percent may come as an int (a third-party detector's "50"): both count. */
+		if (f && (f->type == VIGIL_FIELD_DOUBLE || f->type == VIGIL_FIELD_INT) && unit &&
+		    unit->type == VIGIL_FIELD_STRING && unit->u.s.len == 7 &&
+		    memcmp(unit->u.s.ptr, "percent", 7) == 0)
+			m->progress = f->type == VIGIL_FIELD_DOUBLE ? f->u.d : (double)f->u.i;
 	}
 	monitor_record(m, d ? d->section : "core", ev);
 }

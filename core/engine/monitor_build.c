@@ -13,20 +13,6 @@
 #include "monitor_internal.h"
 #include "base/success_expr.h"
 
-uint32_t notify_kind_bit(const char *kind)
-{
-	static const char *const kinds[] = {
-		VIGIL_EV_ATTACHED, VIGIL_EV_EXITED, VIGIL_EV_FILE, VIGIL_EV_MATCH,
-		VIGIL_EV_PROGRESS, VIGIL_EV_STALLED, VIGIL_EV_OVERDUE, VIGIL_EV_TIMEOUT,
-		VIGIL_EV_PRESSURE, VIGIL_EV_RECOVERED, VIGIL_EV_FINISHED,
-	};
-
-	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
-		if (strcmp(kinds[i], kind) == 0)
-			return 1u << i;
-	return 1u << 31;
-}
-
 void detector_free(struct detector *d)
 {
 	if (!d)
@@ -247,6 +233,8 @@ void monitor_free(struct monitor *m)
 	free(m->notifiers);
 	free(m->notify_filters);
 	success_expr_free(m->expr);
+	monitor_tree_free(m);
+	monitor_hook_free(m);
 	int64_t *timers[] = {&m->timeout_timer, &m->expected_timer, &m->kill_timer,
 			     &m->settle_timer, &m->retry_timer, &m->status_timer,
 			     &m->state_timer};
@@ -259,6 +247,7 @@ void monitor_free(struct monitor *m)
 	free(m->cmdline);
 	free(m->failure_line);
 	free(m->reason);
+	free(m->waiting_for);
 	free(m->log_path);
 	free(m->status_dir);
 	free(m->status_name);

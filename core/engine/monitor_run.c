@@ -19,6 +19,7 @@
 #include "base/success_expr.h"
 
 #define SETTLE_LIMIT_MS 60000
+#define VIGIL_EV_WAITING "waiting"
 
 static int64_t now_wall_ms(void)
 {
@@ -43,8 +44,11 @@ static void cancel(struct monitor *m, int64_t *timer)
  * the start time after opening it makes the signal race-free against PID reuse. */
 static void monitor_signal(struct monitor *m, int sig)
 {
-	int fd = (int)syscall(SYS_pidfd_open, m->target.pid, 0);
+	int fd;
 
+	if (monitor_tree_signal(m, sig))
+		return; /* a job vigil started: its whole tree (monitor_spawn.c) */
+	fd = (int)syscall(SYS_pidfd_open, m->target.pid, 0);
 	if (fd < 0)
 		return;
 	if (!proc_is_same(m->target.pid, m->target.start_time)) {
@@ -74,17 +78,60 @@ static int64_t kill_fired(struct loop *loop, int64_t id, void *data)
 	return LOOP_TIMER_DONE;
 }
 
-static void limit_event(struct monitor *m, const char *kind, int64_t limit_ms, const char *what)
+int64_t monitor_add_timer(struct monitor *m, int64_t delay_ms, loop_timer_cb cb, const char *what)
 {
-	char dur[32], msg[160];
-	struct vigil_field f[2] = {
-		{.name = "elapsed", .type = VIGIL_FIELD_DOUBLE,
-		 .u.d = (double)(now_mono(m) - m->start_mono) / 1000.0},
-		{.name = "limit", .type = VIGIL_FIELD_DOUBLE, .u.d = (double)limit_ms / 1000.0},
-	};
-	struct vigil_event ev = {.kind = kind, .message = msg, .fields = f, .n_fields = 2};
+	int64_t id = loop_add_timer(engine_loop(m->engine), delay_ms, cb, m, NULL);
 
-	snprintf(msg, sizeof(msg), "%s %s", what, config_format_duration(limit_ms, dur, sizeof(dur)));
+	if (id > 0)
+		return id;
+	log_msg(LOG_LVL_ERR, m->name, "cannot arm the %s timer (%lld ms): %s", what,
+		(long long)delay_ms, strerror((int)-id));
+	return 0;
+}
+
+/* Where limits count from (DESIGN.md, "One truth per job"): the moment of
+ * attaching for a process vigil watch found (the user gives it that long from
+ * now: an old process is not killed on sight), the spawn for a command, and
+ * the process's start time for the agent, so that a restart neither resets
+ * nor drops them. A wait for the target counts too. */
+static int64_t limit_base(struct monitor *m)
+{
+	int64_t base = m->single_run && !m->mc->command ? m->attach_mono : m->start_mono;
+
+	if (m->wait_start_mono && m->wait_start_mono < base)
+		base = m->wait_start_mono;
+	return base;
+}
+
+/* A limit already past when the run is found fires at the next turn, and
+ * says so. */
+static void arm_limit(struct monitor *m, int64_t limit_ms, loop_timer_cb cb, int64_t *timer,
+		      bool *late, const char *what)
+{
+	int64_t delay = limit_ms - (now_mono(m) - limit_base(m));
+
+	*late = delay <= 0;
+	*timer = monitor_add_timer(m, *late ? 0 : delay, cb, what);
+}
+
+static void limit_event(struct monitor *m, const char *kind, int64_t limit_ms, const char *what,
+			bool late)
+{
+	char dur[32], age[32], msg[240];
+	int64_t elapsed = now_mono(m) - limit_base(m);
+	struct vigil_field f[3] = {
+		{.name = "elapsed", .type = VIGIL_FIELD_DOUBLE, .u.d = (double)elapsed / 1000.0},
+		{.name = "limit", .type = VIGIL_FIELD_DOUBLE, .u.d = (double)limit_ms / 1000.0},
+		{.name = "late", .type = VIGIL_FIELD_BOOL, .u.b = late},
+	};
+	struct vigil_event ev = {.kind = kind, .message = msg, .fields = f, .n_fields = 3};
+
+	config_format_duration(limit_ms, dur, sizeof(dur));
+	if (late)
+		snprintf(msg, sizeof(msg), "%s %s (already past when the run was found: it had "
+			 "run %s)", what, dur, config_format_duration(elapsed, age, sizeof(age)));
+	else
+		snprintf(msg, sizeof(msg), "%s %s", what, dur);
 	monitor_record(m, "core", &ev);
 }
 
@@ -101,13 +148,13 @@ static int64_t timeout_fired(struct loop *loop, int64_t id, void *data)
 	limit_event(m, VIGIL_EV_TIMEOUT, m->mc->timeout_ms,
 		    act == ON_TIMEOUT_NOTIFY ? "still running after the timeout of"
 		    : act == ON_TIMEOUT_TERM ? "timed out (SIGTERM) after"
-					     : "timed out (SIGKILL) after");
+					     : "timed out (SIGKILL) after", m->timeout_late);
 	if (act == ON_TIMEOUT_NOTIFY)
 		return LOOP_TIMER_DONE;
 	m->timed_out = true;
 	monitor_signal(m, act == ON_TIMEOUT_TERM ? SIGTERM : SIGKILL);
 	if (act == ON_TIMEOUT_TERM)
-		m->kill_timer = loop_add_timer(loop, m->mc->kill_grace_ms, kill_fired, m, NULL);
+		m->kill_timer = monitor_add_timer(m, m->mc->kill_grace_ms, kill_fired, "kill grace");
 	return LOOP_TIMER_DONE;
 }
 
@@ -119,7 +166,8 @@ static int64_t expected_fired(struct loop *loop, int64_t id, void *data)
 	(void)id;
 	m->expected_timer = 0;
 	if (m->state == RUN_ATTACHED)
-		limit_event(m, VIGIL_EV_OVERDUE, m->mc->expected_ms, "running longer than expected:");
+		limit_event(m, VIGIL_EV_OVERDUE, monitor_expected_ms(m), "running longer than expected:",
+			    m->expected_late);
 	return LOOP_TIMER_DONE;
 }
 
@@ -142,9 +190,18 @@ static void reset_run_facts(struct monitor *m)
 	m->n_tail = 0;
 }
 
+/* A new run (not the next attempt of one): its first attempt, its start. */
+static void run_begins(struct monitor *m)
+{
+	m->attempt = 1;
+	m->run_start_mono = m->start_mono;
+	m->run_start_wall = m->start_wall;
+	free(m->hook_notes);
+	m->hook_notes = NULL;
+}
+
 void monitor_attached(struct monitor *m, pid_t pid, uint64_t start_time, const char *cmdline)
 {
-	struct loop *loop = engine_loop(m->engine);
 	char msg[300];
 
 	if (m->state == RUN_ATTACHED || m->state == RUN_SETTLING)
@@ -152,10 +209,13 @@ void monitor_attached(struct monitor *m, pid_t pid, uint64_t start_time, const c
 	/* What detectors reported while the monitor waited for its first process
 	 * (a file already there at start, log lines read from the start) belongs
 	 * to the first run: the detectors count it so, and so must the outcome. */
+	bool next_attempt = m->state == RUN_RETRYING; /* the same run goes on */
+
 	if (m->attached_once)
 		reset_run_facts(m);
 	m->attached_once = true;
-	m->run++;
+	if (!next_attempt)
+		m->run++;
 	m->state = RUN_ATTACHED;
 	m->target.pid = pid;
 	m->target.start_time = start_time;
@@ -167,13 +227,19 @@ void monitor_attached(struct monitor *m, pid_t pid, uint64_t start_time, const c
 	/* The run started when the process did, not when we found it. */
 	m->start_wall = now_wall_ms() - proc_age_ms(start_time);
 	m->start_mono = now_mono(m) - proc_age_ms(start_time);
+	m->attach_mono = now_mono(m);
+	if (!next_attempt)
+		run_begins(m);
 	m->end_wall = m->end_mono = 0;
+	m->stopped = false;
+	/* The wait's timer (vigil watch) gives way to the run's, which counts it. */
+	cancel(m, &m->timeout_timer);
 	if (m->mc->timeout_ms)
-		m->timeout_timer = loop_add_timer(loop, m->mc->timeout_ms - (now_mono(m) - m->start_mono),
-						  timeout_fired, m, NULL);
-	if (m->mc->expected_ms)
-		m->expected_timer = loop_add_timer(loop, m->mc->expected_ms - (now_mono(m) - m->start_mono),
-						   expected_fired, m, NULL);
+		arm_limit(m, m->mc->timeout_ms, timeout_fired, &m->timeout_timer, &m->timeout_late,
+			  "timeout");
+	if (monitor_learn_expected(m))
+		arm_limit(m, monitor_expected_ms(m), expected_fired, &m->expected_timer,
+			  &m->expected_late, "expected");
 	snprintf(msg, sizeof(msg), "watching pid %d: %.200s", (int)pid, m->cmdline);
 	struct vigil_field f[2] = {
 		{.name = "start_time", .type = VIGIL_FIELD_INT, .u.i = (int64_t)start_time},
@@ -196,6 +262,23 @@ static void exit_words(struct monitor *m, char *buf, size_t len)
 			 m->core_dumped ? " (core dumped)" : "");
 	else
 		snprintf(buf, len, "exit %d", m->exit_code);
+}
+
+/* The last attempt's exit_code and signal as event fields, null when unknown. */
+static void exit_fields(const struct monitor *m, struct vigil_field f[2], char *sigbuf,
+			size_t len)
+{
+	f[0] = (struct vigil_field){.name = "exit_code", .type = VIGIL_FIELD_NULL};
+	f[1] = (struct vigil_field){.name = "signal", .type = VIGIL_FIELD_NULL};
+	if (m->exit_known && !m->exit_signal)
+		f[0] = (struct vigil_field){.name = "exit_code", .type = VIGIL_FIELD_INT,
+					    .u.i = m->exit_code};
+	if (m->exit_signal) {
+		const char *s = proc_signal_name(m->exit_signal, sigbuf, len);
+
+		f[1] = (struct vigil_field){.name = "signal", .type = VIGIL_FIELD_STRING,
+					    .u.s = {s, strlen(s)}};
+	}
 }
 
 static void start_settling(struct monitor *m);
@@ -239,10 +322,13 @@ void monitor_exited(struct monitor *m, int code, int sig, int core_dumped)
 {
 	if (m->state != RUN_ATTACHED || m->status_timer)
 		return;
+	if (monitor_tree_hold(m, code, sig, core_dumped))
+		return; /* the run lasts until the processes it left have exited */
 	if (code < 0 && sig <= 0 && m->status_dir) {
 		m->status_wait_start = now_mono(m);
-		m->status_timer = loop_add_timer(engine_loop(m->engine), 0, status_record_poll, m, NULL);
-		return;
+		m->status_timer = monitor_add_timer(m, 0, status_record_poll, "exit status");
+		if (m->status_timer)
+			return;
 	}
 	record_exit(m, code, sig, core_dumped);
 }
@@ -261,15 +347,7 @@ static void record_exit(struct monitor *m, int code, int sig, int core_dumped)
 	cancel(m, &m->timeout_timer);
 	cancel(m, &m->expected_timer);
 	cancel(m, &m->kill_timer);
-	f[0] = (struct vigil_field){.name = "exit_code", .type = VIGIL_FIELD_NULL};
-	if (m->exit_known && m->exit_signal == 0)
-		f[0] = (struct vigil_field){.name = "exit_code", .type = VIGIL_FIELD_INT, .u.i = code};
-	f[1] = (struct vigil_field){.name = "signal", .type = VIGIL_FIELD_NULL};
-	if (m->exit_signal) {
-		const char *s = proc_signal_name(m->exit_signal, sigbuf, sizeof(sigbuf));
-		f[1] = (struct vigil_field){.name = "signal", .type = VIGIL_FIELD_STRING,
-					    .u.s = {s, strlen(s)}};
-	}
+	exit_fields(m, f, sigbuf, sizeof(sigbuf));
 	f[2] = (struct vigil_field){.name = "core_dumped", .type = VIGIL_FIELD_BOOL,
 				    .u.b = m->core_dumped};
 	exit_words(m, msg, sizeof(msg));
@@ -323,9 +401,9 @@ static void start_settling(struct monitor *m)
 	}
 	if (!any_settling(m))
 		monitor_finish(m);
-	else
-		m->settle_timer = loop_add_timer(engine_loop(m->engine), SETTLE_LIMIT_MS,
-						 settle_limit_fired, m, NULL);
+	else if (!(m->settle_timer = monitor_add_timer(m, SETTLE_LIMIT_MS, settle_limit_fired,
+							 "settle")))
+		monitor_finish(m); /* no timer to end the wait: decide now */
 }
 
 void monitor_settled(struct monitor *m, struct detector *d)
@@ -407,8 +485,9 @@ static char *reason_text(struct monitor *m)
 
 	buf_init(&b);
 	if (m->timed_out) {
-		buf_printf(&b, "timed out after %s (%s), ",
+		buf_printf(&b, "timed out after %s%s (%s), ",
 			   config_format_duration(m->mc->timeout_ms, tmp, sizeof(tmp)),
+			   m->timeout_late ? ", already past when the run was found" : "",
 			   m->mc->on_timeout == ON_TIMEOUT_KILL ? "SIGKILL" : "SIGTERM");
 	}
 	exit_words(m, tmp, sizeof(tmp));
@@ -438,68 +517,56 @@ static char *reason_text(struct monitor *m)
 	return text;
 }
 
+/* How many attempts a run may take: a command's retries, plus the first. */
+static int attempts_allowed(const struct monitor *m)
+{
+	return m->mc->command ? m->mc->retry + 1 : 1;
+}
+
+struct finished_event {
+	struct vigil_field f[12]; /* 8 of the run, 4 of the report */
+	char sigbuf[32], msg[700];
+	struct vigil_event ev;
+};
+
+static void finished_build(struct monitor *m, enum outcome o, struct finished_event *fe)
+{
+	double duration = m->run ? (double)(m->end_mono - m->run_start_mono) / 1000.0 : 0;
+	/* first: it may take log_tail from the job's output (monitor_report.c) */
+	size_t n_report = monitor_report_fields(m, &fe->f[8], 4);
+
+	fe->f[0] = (struct vigil_field){.name = "outcome", .type = VIGIL_FIELD_STRING,
+					.u.s = {outcome_name(o), strlen(outcome_name(o))}};
+	exit_fields(m, &fe->f[1], fe->sigbuf, sizeof(fe->sigbuf));
+	fe->f[3] = (struct vigil_field){.name = "duration", .type = VIGIL_FIELD_DOUBLE,
+					.u.d = duration};
+	fe->f[4] = (struct vigil_field){.name = "reason", .type = VIGIL_FIELD_STRING,
+					.u.s = {m->reason, strlen(m->reason)}};
+	fe->f[5] = (struct vigil_field){.name = "log_tail", .type = VIGIL_FIELD_STRINGS,
+					.u.list = {m->tail, m->n_tail}};
+	fe->f[6] = (struct vigil_field){.name = "attempt", .type = VIGIL_FIELD_INT,
+					.u.i = m->attempt};
+	fe->f[7] = (struct vigil_field){.name = "attempts", .type = VIGIL_FIELD_INT,
+					.u.i = attempts_allowed(m)};
+	snprintf(fe->msg, sizeof(fe->msg), "%s: %s", outcome_name(o), m->reason);
+	fe->ev = (struct vigil_event){.kind = VIGIL_EV_FINISHED, .message = fe->msg,
+				      .fields = fe->f, .n_fields = 8 + n_report};
+}
+
 static void emit_finished(struct monitor *m, enum outcome o)
 {
-	char sigbuf[32], msg[700];
-	const char *sig = m->exit_signal ? proc_signal_name(m->exit_signal, sigbuf, sizeof(sigbuf)) : NULL;
-	struct vigil_field f[6] = {
-		{.name = "outcome", .type = VIGIL_FIELD_STRING,
-		 .u.s = {outcome_name(o), strlen(outcome_name(o))}},
-		{.name = "exit_code", .type = VIGIL_FIELD_NULL},
-		{.name = "signal", .type = VIGIL_FIELD_NULL},
-		{.name = "duration", .type = VIGIL_FIELD_DOUBLE,
-		 .u.d = m->run ? (double)(m->end_mono - m->start_mono) / 1000.0 : 0},
-		{.name = "reason", .type = VIGIL_FIELD_STRING,
-		 .u.s = {m->reason, strlen(m->reason)}},
-		{.name = "log_tail", .type = VIGIL_FIELD_STRINGS, .u.list = {m->tail, m->n_tail}},
-	};
+	struct finished_event fe;
 
-	if (m->exit_known && !m->exit_signal)
-		f[1] = (struct vigil_field){.name = "exit_code", .type = VIGIL_FIELD_INT,
-					    .u.i = m->exit_code};
-	if (sig)
-		f[2] = (struct vigil_field){.name = "signal", .type = VIGIL_FIELD_STRING,
-					    .u.s = {sig, strlen(sig)}};
-	snprintf(msg, sizeof(msg), "%s: %s", outcome_name(o), m->reason);
-	struct vigil_event ev = {.kind = VIGIL_EV_FINISHED, .message = msg, .fields = f,
-				 .n_fields = 6};
-	monitor_record(m, "core", &ev);
+	finished_build(m, o, &fe);
+	monitor_record(m, "core", &fe.ev);
 }
 
-static int64_t retry_fired(struct loop *loop, int64_t id, void *data)
-{
-	struct monitor *m = data;
-	char err[256];
-
-	(void)loop;
-	(void)id;
-	m->retry_timer = 0;
-	if (monitor_spawn(m, err, sizeof(err)) != 0) {
-		log_msg(LOG_LVL_ERR, m->name, "retry failed: %s", err);
-		m->done = true;
-		if (engine_hooks(m->engine)->monitor_done)
-			engine_hooks(m->engine)->monitor_done(engine_hooks(m->engine)->data, m);
-	}
-	return LOOP_TIMER_DONE;
-}
-
-/* After a run: retry a failed command, wait for the next run of a recurring
- * target (pid_file, match), or end the monitor. */
-static void after_run(struct monitor *m, enum outcome o)
+/* After a run: wait for the next run of a recurring target (pid_file, match),
+ * or end the monitor. */
+static void after_run(struct monitor *m)
 {
 	const struct engine_hooks *h = engine_hooks(m->engine);
 
-	if (m->mc->command && (o == OUTCOME_FAILED || o == OUTCOME_UNKNOWN) &&
-	    m->attempts <= m->mc->retry) {
-		int64_t delay = m->mc->retry_delay_ms;
-
-		for (int i = 1; i < m->attempts && delay < 3600000; i++)
-			delay *= 2;
-		log_msg(LOG_LVL_INFO, m->name, "attempt %d of %d failed; retrying in %lld ms",
-			m->attempts, m->mc->retry + 1, (long long)delay);
-		m->retry_timer = loop_add_timer(engine_loop(m->engine), delay, retry_fired, m, NULL);
-		return;
-	}
 	if ((m->mc->pid_file || m->mc->match) && !m->single_run) {
 		m->state = RUN_WAITING;
 		monitor_save_state(m);
@@ -510,22 +577,203 @@ static void after_run(struct monitor *m, enum outcome o)
 		h->monitor_done(h->data, m);
 }
 
+/* The run's outcome, told once: the hooks' failures join its reason. */
+static void conclude(struct monitor *m)
+{
+	char *reason;
+
+	m->concluding = false;
+	if (m->hook_notes && asprintf(&reason, "%s; %s", m->reason, m->hook_notes) >= 0) {
+		free(m->reason);
+		m->reason = reason;
+	}
+	m->state = RUN_FINISHED;
+	emit_finished(m, m->last_outcome);
+	after_run(m);
+}
+
+/* on_failure gets the finished event it precedes; `finished` waits for it, so
+ * that whoever acts on the outcome acts after the roll-back. true: it runs. */
+static bool run_on_failure(struct monitor *m)
+{
+	struct finished_event fe;
+	char *json;
+	int r;
+
+	finished_build(m, m->last_outcome, &fe);
+	json = monitor_event_json(m, "core", &fe.ev);
+	m->concluding = true;
+	r = monitor_hook_run(m, "on_failure", m->mc->on_failure, json, conclude);
+	free(json);
+	m->concluding = r == 0;
+	return r == 0;
+}
+
+/* ------------------------------------------------------------ retries */
+/* A failed attempt of a command with attempts left is retried; a timeout is
+ * not (it is the verdict of a limit, not a failure to try again). */
+static bool retry_due(const struct monitor *m, enum outcome o)
+{
+	return m->mc->command && (o == OUTCOME_FAILED || o == OUTCOME_UNKNOWN) &&
+	       m->attempt <= m->mc->retry;
+}
+
+/* retry_delay after the first failure, doubled after each next (up to 1 h). */
+static int64_t retry_delay(const struct monitor *m)
+{
+	int64_t delay = m->mc->retry_delay_ms;
+
+	for (int i = 1; i < m->attempt && delay < 3600000; i++)
+		delay *= 2;
+	return delay;
+}
+
+/* `retrying`: the attempt to come, of how many, after what delay, and how the
+ * failed one ended. *json gets its JSON line when asked (before_retry's stdin). */
+static void emit_retrying(struct monitor *m, int64_t delay, char **json)
+{
+	char sigbuf[32], dur[32], msg[800];
+	struct vigil_field f[6] = {
+		{.name = "attempt", .type = VIGIL_FIELD_INT, .u.i = m->attempt},
+		{.name = "attempts", .type = VIGIL_FIELD_INT, .u.i = attempts_allowed(m)},
+		{.name = "delay", .type = VIGIL_FIELD_DOUBLE, .u.d = (double)delay / 1000.0},
+		[5] = {.name = "reason", .type = VIGIL_FIELD_STRING,
+		       .u.s = {m->reason, strlen(m->reason)}},
+	};
+
+	exit_fields(m, &f[3], sigbuf, sizeof(sigbuf));
+	snprintf(msg, sizeof(msg), "attempt %d of %d failed (%s); attempt %d in %s",
+		 m->attempt - 1, attempts_allowed(m), m->reason, m->attempt,
+		 config_format_duration(delay, dur, sizeof(dur)));
+	struct vigil_event ev = {.kind = VIGIL_EV_RETRYING, .message = msg, .fields = f,
+				 .n_fields = 6};
+	monitor_record_copy(m, "core", &ev, json);
+}
+
+static void finish_unattached(struct monitor *m, enum outcome o, const char *why);
+
+static void spawn_next_attempt(struct monitor *m)
+{
+	char err[256], why[400];
+
+	if (monitor_spawn(m, err, sizeof(err)) == 0)
+		return;
+	snprintf(why, sizeof(why), "attempt %d could not start: %s", m->attempt, err);
+	log_msg(LOG_LVL_ERR, m->name, "%s", why);
+	finish_unattached(m, OUTCOME_FAILED, why);
+}
+
+/* The next attempt starts once its delay has passed and before_retry ended. */
+static void next_attempt_if_due(struct monitor *m)
+{
+	if (m->state == RUN_RETRYING && m->retry_timer == 0 && !m->hook)
+		spawn_next_attempt(m);
+}
+
+static int64_t retry_fired(struct loop *loop, int64_t id, void *data)
+{
+	struct monitor *m = data;
+
+	(void)loop;
+	(void)id;
+	m->retry_timer = 0;
+	next_attempt_if_due(m);
+	return LOOP_TIMER_DONE;
+}
+
+static void start_retry(struct monitor *m)
+{
+	int64_t delay = retry_delay(m);
+	char *json = NULL;
+
+	m->state = RUN_RETRYING;
+	m->attempt++;
+	m->next_attempt_wall = now_wall_ms() + delay;
+	log_msg(LOG_LVL_INFO, m->name, "attempt %d of %d failed; retrying in %lld ms",
+		m->attempt - 1, attempts_allowed(m), (long long)delay);
+	emit_retrying(m, delay, m->mc->before_retry ? &json : NULL);
+	m->retry_timer = monitor_add_timer(m, delay, retry_fired, "retry");
+	if (m->mc->before_retry)
+		monitor_hook_run(m, "before_retry", m->mc->before_retry, json, next_attempt_if_due);
+	free(json);
+	next_attempt_if_due(m); /* only when the timer could not be armed */
+}
+
 static void monitor_finish(struct monitor *m)
 {
 	enum outcome o;
 
 	cancel(m, &m->settle_timer);
-	if (m->state == RUN_FINISHED)
+	if (m->state == RUN_FINISHED || m->state == RUN_RETRYING || m->concluding)
 		return;
 	o = decide(m);
 	free(m->reason);
 	m->reason = reason_text(m);
 	if (!m->reason)
 		m->reason = strdup("");
+	m->last_outcome = o;
+	if (retry_due(m, o)) {
+		start_retry(m);
+		return;
+	}
+	if (o != OUTCOME_SUCCEEDED && m->mc->on_failure && run_on_failure(m))
+		return; /* conclude() when it has ended */
+	conclude(m);
+}
+
+/* End a run that never began: nothing attached, the outcome is o. */
+static void finish_unattached(struct monitor *m, enum outcome o, const char *why)
+{
+	reset_run_facts(m);
+	m->reason = strdup(why);
 	m->state = RUN_FINISHED;
 	m->last_outcome = o;
 	emit_finished(m, o);
-	after_run(m, o);
+	m->done = true;
+	if (engine_hooks(m->engine)->monitor_done)
+		engine_hooks(m->engine)->monitor_done(engine_hooks(m->engine)->data, m);
+}
+
+static int64_t wait_timeout_fired(struct loop *loop, int64_t id, void *data)
+{
+	struct monitor *m = data;
+	char dur[32], why[600];
+
+	(void)loop;
+	(void)id;
+	m->timeout_timer = 0;
+	if (m->state != RUN_WAITING || m->done)
+		return LOOP_TIMER_DONE;
+	snprintf(why, sizeof(why), "timed out after %s waiting for %s",
+		 config_format_duration(m->mc->timeout_ms, dur, sizeof(dur)), m->waiting_for);
+	log_msg(LOG_LVL_WARN, m->name, "%s", why);
+	finish_unattached(m, OUTCOME_TIMED_OUT, why);
+	return LOOP_TIMER_DONE;
+}
+
+/* vigil watch of a pid_file or match target not there yet: one `waiting` event
+ * says what for, and the wait counts against the timeout. */
+void monitor_wait_begins(struct monitor *m)
+{
+	char msg[600];
+
+	if (m->state != RUN_WAITING || m->done || m->attached_once || !m->single_run ||
+	    !(m->mc->pid_file || m->mc->match))
+		return;
+	m->wait_start_mono = now_mono(m);
+	free(m->waiting_for);
+	if (asprintf(&m->waiting_for, m->mc->pid_file ? "pid file %s" : "a process matching %s",
+		     m->mc->pid_file ? m->mc->pid_file : m->mc->match) < 0)
+		m->waiting_for = NULL;
+	const char *what = m->waiting_for ? m->waiting_for : "the target";
+	struct vigil_field f = {.name = "for", .type = VIGIL_FIELD_STRING,
+				.u.s = {what, strlen(what)}};
+	struct vigil_event ev = {.kind = VIGIL_EV_WAITING, .message = msg, .fields = &f,
+				 .n_fields = 1};
+	snprintf(msg, sizeof(msg), "waiting for %s", what);
+	monitor_record(m, "pid", &ev);
+	if (m->mc->timeout_ms)
+		m->timeout_timer = monitor_add_timer(m, m->mc->timeout_ms, wait_timeout_fired, "timeout");
 }
 
 /* The target cannot be found and never will be: end with outcome unknown. */
@@ -534,15 +782,9 @@ void monitor_lost(struct monitor *m, const char *why)
 	if (m->state == RUN_ATTACHED || m->state == RUN_SETTLING || m->done)
 		return;
 	log_msg(LOG_LVL_ERR, m->name, "%s", why);
-	reset_run_facts(m);
-	m->reason = strdup(why);
-	m->state = RUN_FINISHED;
-	m->last_outcome = OUTCOME_UNKNOWN;
 	m->lost = true;
-	emit_finished(m, OUTCOME_UNKNOWN);
-	m->done = true;
-	if (engine_hooks(m->engine)->monitor_done)
-		engine_hooks(m->engine)->monitor_done(engine_hooks(m->engine)->data, m);
+	cancel(m, &m->timeout_timer);
+	finish_unattached(m, OUTCOME_UNKNOWN, why);
 }
 
 int monitor_stop(struct monitor *m, bool force)
@@ -551,7 +793,32 @@ int monitor_stop(struct monitor *m, bool force)
 		return -ESRCH;
 	monitor_signal(m, force ? SIGKILL : SIGTERM);
 	if (!force && m->kill_timer <= 0)
-		m->kill_timer = loop_add_timer(engine_loop(m->engine), m->mc->kill_grace_ms,
-					       kill_fired, m, NULL);
+		m->kill_timer = monitor_add_timer(m, m->mc->kill_grace_ms, kill_fired, "kill grace");
 	return 0;
+}
+
+bool monitor_is_stopped(const struct monitor *m) { return m->stopped; }
+
+void monitor_stopped(struct monitor *m, bool stopped, int sig)
+{
+	char sigbuf[32], msg[80];
+	const char *name = sig > 0 ? proc_signal_name(sig, sigbuf, sizeof(sigbuf)) : "";
+
+	if (m->state != RUN_ATTACHED || m->stopped == stopped)
+		return;
+	m->stopped = stopped;
+	struct vigil_field f = {.name = "signal", .type = VIGIL_FIELD_NULL};
+	if (stopped && *name)
+		f = (struct vigil_field){.name = "signal", .type = VIGIL_FIELD_STRING,
+					 .u.s = {name, strlen(name)}};
+	if (stopped)
+		snprintf(msg, sizeof(msg), "process %d stopped%s%s", (int)m->target.pid,
+			 *name ? " by " : "", name);
+	else
+		snprintf(msg, sizeof(msg), "process %d continued", (int)m->target.pid);
+	struct vigil_event ev = {.kind = stopped ? "stopped" : "continued", .message = msg,
+				 .fields = &f, .n_fields = 1};
+	monitor_record(m, "pid", &ev);
+	/* status must say so now, not at the next periodic flush */
+	monitor_save_state(m);
 }

@@ -82,6 +82,13 @@ const char *notifier_name(const struct notifier *n) { return n->name; }
 size_t notifier_pending(const struct notifier *n) { return n->n_pending; }
 size_t notifier_dead(const struct notifier *n) { return n->n_dead; }
 
+const char *notifier_spool_folder(const struct notifier *n)
+{
+	const char *slash = n->spool ? strrchr(spool_path(n->spool), '/') : NULL;
+
+	return slash ? slash + 1 : NULL;
+}
+
 struct notifier *notifier_new(struct engine *e, const char *name, const struct vigil_plugin *p,
 			      const struct vigil_config *cfg, char *err, size_t errlen)
 {
@@ -507,8 +514,8 @@ static void adopt(struct notifier *n)
 			n->n_replayed, spool_path(n->spool));
 	if (bad)
 		log_msg(LOG_LVL_ERR, n->ctx.label, "%zu record(s) in %s unreadable (torn by a "
-			"crash or corrupt): skipped, the undecodable ones kept in dead/", bad,
-			spool_path(n->spool));
+			"crash or corrupt, %zu damaged bytes): skipped, kept in dead/", bad,
+			spool_path(n->spool), spool_bad_bytes(n->spool));
 	notifier_kick(n);
 }
 
@@ -548,14 +555,36 @@ int notifier_configure(struct notifier *n, const struct notify_opts *o, char *er
 
 /* -------------------------------------------------------------- `on` */
 
+/* Every event kind, once: `on =` filters and notify_kind_bit index this (at
+ * most 16: outcomes take the bits from 16 on). */
 static const char *const on_kinds[] = {
 	VIGIL_EV_ATTACHED, VIGIL_EV_EXITED, VIGIL_EV_FILE, VIGIL_EV_MATCH,
 	VIGIL_EV_PROGRESS, VIGIL_EV_STALLED, VIGIL_EV_OVERDUE, VIGIL_EV_TIMEOUT,
-	VIGIL_EV_PRESSURE, VIGIL_EV_RECOVERED, VIGIL_EV_FINISHED,
+	VIGIL_EV_PRESSURE, VIGIL_EV_RECOVERED, VIGIL_EV_FINISHED, VIGIL_EV_WAITING,
+	VIGIL_EV_RETRYING, VIGIL_EV_STOPPED, VIGIL_EV_CONTINUED, VIGIL_EV_MISSED,
 };
 static const char *const on_outcomes[] = {"succeeded", "failed", "timed_out", "unknown"};
 #define N_ON_KINDS (sizeof(on_kinds) / sizeof(on_kinds[0]))
 #define N_ON_OUTCOMES (sizeof(on_outcomes) / sizeof(on_outcomes[0]))
+_Static_assert(N_ON_KINDS <= 16, "event kinds share a word with the outcomes");
+
+uint32_t notify_kind_bit(const char *kind)
+{
+	for (size_t i = 0; i < N_ON_KINDS; i++)
+		if (strcmp(on_kinds[i], kind) == 0)
+			return 1u << i;
+	return 1u << 31;
+}
+
+/* "attached, exited, ..." for messages. */
+static void on_kinds_list(char *out, size_t len)
+{
+	size_t used = 0;
+
+	out[0] = '\0';
+	for (size_t i = 0; i < N_ON_KINDS && used < len; i++)
+		used += (size_t)snprintf(out + used, len - used, "%s%s", i ? ", " : "", on_kinds[i]);
+}
 
 int notify_parse_on(const char *text, uint32_t *bits, char *err, size_t errlen)
 {
@@ -575,9 +604,11 @@ int notify_parse_on(const char *text, uint32_t *bits, char *err, size_t errlen)
 			if (strcmp(t, on_outcomes[i]) == 0)
 				b = 1u << (16 + i);
 		if (!b) {
-			snprintf(err, errlen, "unknown event \"%s\" (event kinds: attached, exited, "
-				 "file, match, progress, stalled, overdue, timeout, pressure, recovered, "
-				 "finished; outcomes: succeeded, failed, timed_out, unknown)", t);
+			char kinds[256];
+
+			on_kinds_list(kinds, sizeof(kinds));
+			snprintf(err, errlen, "unknown event \"%s\" (event kinds: %s; outcomes: "
+				 "succeeded, failed, timed_out, unknown)", t, kinds);
 			r = -EINVAL;
 		}
 		*bits |= b;

@@ -6,6 +6,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,7 @@
 #include <unistd.h>
 
 #include "build_config.h"
+#include "base/log.h"
 
 const char *plugin_default_dir(const char *configured, char *buf, size_t len)
 {
@@ -70,6 +72,47 @@ void plugin_set_init(struct plugin_set *ps, const char *dir)
 {
 	memset(ps, 0, sizeof(*ps));
 	ps->dir = strdup(dir);
+	if (strcmp(dir, PLUGIN_LOCAL_DIR) != 0)
+		plugin_set_add_path(ps, PLUGIN_LOCAL_DIR);
+}
+
+/* The folders in search order: 0 is the built-in one (or plugin_dir). */
+static const char *set_dir(const struct plugin_set *ps, size_t i)
+{
+	return i == 0 ? ps->dir : ps->extra[i - 1];
+}
+
+static bool set_has_dir(const struct plugin_set *ps, const char *dir)
+{
+	for (size_t i = 0; i <= ps->n_extra; i++)
+		if (set_dir(ps, i) && strcmp(set_dir(ps, i), dir) == 0)
+			return true;
+	return false;
+}
+
+int plugin_set_add_path(struct plugin_set *ps, const char *path)
+{
+	char *copy = path ? strdup(path) : NULL, *save = NULL;
+	int rc = 0;
+
+	if (path && !copy)
+		return -ENOMEM;
+	for (char *d = copy ? strtok_r(copy, ":", &save) : NULL; d && !rc;
+	     d = strtok_r(NULL, ":", &save)) {
+		char **grown;
+
+		if (set_has_dir(ps, d))
+			continue; /* searched already: a second look finds nothing new */
+		grown = realloc(ps->extra, (ps->n_extra + 1) * sizeof(*grown));
+		if (!grown || !(grown[ps->n_extra] = strdup(d)))
+			rc = -ENOMEM;
+		if (grown)
+			ps->extra = grown;
+		if (!rc)
+			ps->n_extra++;
+	}
+	free(copy);
+	return rc;
 }
 
 void plugin_set_free(struct plugin_set *ps)
@@ -79,6 +122,9 @@ void plugin_set_free(struct plugin_set *ps)
 			dlclose(ps->items[i].handle);
 		free(ps->items[i].name);
 	}
+	for (size_t i = 0; i < ps->n_extra; i++)
+		free(ps->extra[i]);
+	free(ps->extra);
 	free(ps->items);
 	free(ps->dir);
 	memset(ps, 0, sizeof(*ps));
@@ -124,20 +170,18 @@ int plugin_check_descriptor(const struct vigil_plugin *p, const char *name, char
 	return 0;
 }
 
-static int open_plugin(struct plugin_set *ps, const char *name, struct loaded_plugin *out,
-		       char *err, size_t errlen)
+/* Open dir/name.so: -ENOENT when there is none (look further), another
+ * -errno (with err) when there is one that must not or cannot be loaded. */
+static int open_in(const char *dir, const char *name, struct loaded_plugin *out, char *err,
+		   size_t errlen)
 {
 	char path[PATH_MAX];
 	struct stat st;
-	int rc = plugin_dir_check(ps->dir, err, errlen);
+	int rc;
 
-	if (rc)
-		return rc;
-	snprintf(path, sizeof(path), "%s/%s.so", ps->dir, name);
-	if (lstat(path, &st) != 0) {
-		snprintf(err, errlen, "unknown plugin \"%s\" (no %s)", name, path);
+	snprintf(path, sizeof(path), "%s/%s.so", dir, name);
+	if (lstat(path, &st) != 0)
 		return -ENOENT;
-	}
 	if (!S_ISREG(st.st_mode) || !owner_ok(&st) || (st.st_mode & (S_IWGRP | S_IWOTH))) {
 		snprintf(err, errlen, "plugin %s: %s is not a regular file owned by root "
 			 "(or you) and writable only by its owner", name, path);
@@ -162,7 +206,57 @@ static int open_plugin(struct plugin_set *ps, const char *name, struct loaded_pl
 		return rc;
 	}
 	out->name = strdup(name);
+	out->dir = dir;
 	return 0;
+}
+
+/* A plugin of the same name further down the search order is never loaded:
+ * say so, since whoever installed it expects it to be used. */
+static void note_shadowed(const struct plugin_set *ps, size_t from, const char *name,
+			  const char *winner)
+{
+	char path[PATH_MAX];
+	struct stat st;
+
+	for (size_t i = from; i <= ps->n_extra; i++) {
+		snprintf(path, sizeof(path), "%s/%s.so", set_dir(ps, i), name);
+		if (lstat(path, &st) == 0)
+			log_msg(LOG_LVL_WARN, "plugins", "%s is ignored: plugin %s loads from %s, "
+				"which comes first", path, name, winner);
+	}
+}
+
+/* Search the folders in order. The first folder must be usable; a missing
+ * extra folder is skipped, an untrusted one too, its reason kept in `why`. */
+static int open_plugin(struct plugin_set *ps, const char *name, struct loaded_plugin *out,
+		       char *err, size_t errlen)
+{
+	char why[512] = "", searched[1024] = "";
+	size_t used = 0;
+
+	for (size_t i = 0; i <= ps->n_extra; i++) {
+		const char *dir = set_dir(ps, i);
+		int rc = plugin_dir_check(dir, err, errlen);
+
+		if (rc && i == 0)
+			return rc;
+		if (rc && rc != -ENOENT && !why[0])
+			snprintf(why, sizeof(why), "; %s", err);
+		if (rc)
+			continue;
+		rc = open_in(dir, name, out, err, errlen);
+		if (rc == 0)
+			note_shadowed(ps, i + 1, name, dir);
+		if (rc != -ENOENT)
+			return rc;
+		used += (size_t)snprintf(searched + used, used < sizeof(searched) ?
+					 sizeof(searched) - used : 0, "%s%s", used ? ", " : "", dir);
+		if (used >= sizeof(searched))
+			used = sizeof(searched) - 1;
+	}
+	snprintf(err, errlen, "unknown plugin \"%s\" (no %s.so in %s)%s", name, name, searched,
+		 why);
+	return -ENOENT;
 }
 
 const struct vigil_plugin *plugin_get(struct plugin_set *ps, const char *name,
@@ -209,39 +303,57 @@ static int cmp_names(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-void plugin_load_all(struct plugin_set *ps, void (*err_cb)(const char *name, const char *err))
-{
-	char err[512];
-	DIR *d;
-	struct dirent *de;
-	char **names = NULL;
-	size_t n = 0;
+struct name_list {
+	char **v;
+	size_t n;
+};
 
-	if (plugin_dir_check(ps->dir, err, sizeof(err))) {
-		err_cb(ps->dir, err);
-		return;
-	}
-	d = opendir(ps->dir);
-	if (!d)
-		return;
-	while ((de = readdir(d))) {
+/* Add the basenames of dir's *.so files to `names`. */
+static void list_folder(const char *dir, struct name_list *names)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+
+	while (d && (de = readdir(d))) {
 		size_t len = strlen(de->d_name);
 		char **grown;
 
 		if (len < 4 || strcmp(de->d_name + len - 3, ".so") != 0)
 			continue;
-		grown = realloc(names, (n + 1) * sizeof(*names));
+		grown = realloc(names->v, (names->n + 1) * sizeof(*grown));
 		if (!grown)
 			break;
-		names = grown;
-		names[n++] = strndup(de->d_name, len - 3);
+		names->v = grown;
+		names->v[names->n++] = strndup(de->d_name, len - 3);
 	}
-	closedir(d);
-	qsort(names, n, sizeof(*names), cmp_names);
-	for (size_t i = 0; i < n; i++) {
-		if (names[i] && !plugin_get(ps, names[i], 0, err, sizeof(err)))
-			err_cb(names[i], err);
-		free(names[i]);
+	if (d)
+		closedir(d);
+}
+
+void plugin_load_all(struct plugin_set *ps, void (*err_cb)(const char *name, const char *err))
+{
+	char err[512];
+	struct name_list names = {0};
+
+	for (size_t i = 0; i <= ps->n_extra; i++) {
+		int rc = plugin_dir_check(set_dir(ps, i), err, sizeof(err));
+
+		if (rc && (i == 0 || rc != -ENOENT))
+			err_cb(set_dir(ps, i), err);
+		if (rc && i == 0)
+			return;
+		if (!rc)
+			list_folder(set_dir(ps, i), &names);
 	}
-	free(names);
+	qsort(names.v, names.n, sizeof(*names.v), cmp_names);
+	for (size_t i = 0; i < names.n; i++) {
+		bool again = i > 0 && names.v[i] && names.v[i - 1] &&
+			     strcmp(names.v[i], names.v[i - 1]) == 0;
+
+		if (names.v[i] && !again && !plugin_get(ps, names.v[i], 0, err, sizeof(err)))
+			err_cb(names.v[i], err);
+	}
+	for (size_t i = 0; i < names.n; i++)
+		free(names.v[i]);
+	free(names.v);
 }

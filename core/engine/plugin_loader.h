@@ -1,5 +1,6 @@
-/* Loading plugins: dlopen from one trusted folder, one descriptor symbol, ABI
- * version and size checked before anything else is read. */
+/* Loading plugins: dlopen from trusted folders (the built-in one first, then
+ * /usr/local/lib/vigil/plugins and vigil.ini's plugin_path), one descriptor
+ * symbol, ABI version and size checked before anything else is read. */
 #ifndef VIGIL_PLUGIN_LOADER_H
 #define VIGIL_PLUGIN_LOADER_H
 
@@ -9,12 +10,15 @@
 
 struct loaded_plugin {
 	char *name;
+	const char *dir; /* the folder it came from (owned by the set) */
 	void *handle;
 	const struct vigil_plugin *desc;
 };
 
 struct plugin_set {
-	char *dir;
+	char *dir;      /* the built-in folder (or plugin_dir): searched first */
+	char **extra;   /* then these, in order: /usr/local/lib/vigil/plugins, plugin_path */
+	size_t n_extra;
 	struct loaded_plugin *items;
 	size_t n;
 };
@@ -27,7 +31,17 @@ const char *plugin_default_dir(const char *configured, char *buf, size_t len);
  * neither it nor the files we load are writable by group or others. */
 int plugin_dir_check(const char *dir, char *err, size_t errlen);
 
+/* The folder a site installs its own plugins into, searched after `dir`. */
+#define PLUGIN_LOCAL_DIR "/usr/local/lib/vigil/plugins"
+
+/* `dir` first (an error there is an error), then PLUGIN_LOCAL_DIR. */
 void plugin_set_init(struct plugin_set *ps, const char *dir);
+
+/* Append the folders of a `plugin_path = DIR[:DIR...]` (NULL or "" adds none).
+ * Extra folders follow the same trust rules; a missing one is skipped, an
+ * untrusted one is skipped with its reason kept for "unknown plugin" errors.
+ * A name found in two folders: the first wins, the other is logged. */
+int plugin_set_add_path(struct plugin_set *ps, const char *path);
 void plugin_set_free(struct plugin_set *ps); /* dlcloses */
 
 /* Find (loading on first use) the plugin `name` of `kind` (0: any kind).
@@ -36,7 +50,7 @@ void plugin_set_free(struct plugin_set *ps); /* dlcloses */
 const struct vigil_plugin *plugin_get(struct plugin_set *ps, const char *name,
 				      enum vigil_plugin_kind kind, char *err, size_t errlen);
 
-/* Load every *.so in the folder (for `vigil plugins`); errors go to err_cb. */
+/* Load every *.so of every folder (for `vigil plugins`); errors go to err_cb. */
 void plugin_load_all(struct plugin_set *ps, void (*err_cb)(const char *name, const char *err));
 
 /* Check a plugin descriptor as the loader does (exported for tests). */

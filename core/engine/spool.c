@@ -1,5 +1,7 @@
-/* The durable spool. See spool.h for the layout and the sharing rules. */
-#include "spool.h"
+/* The durable spool. See spool.h for the layout and the sharing rules; the
+ * bytes of a segment (framing, CRC, reading back after damage) are in
+ * spool_segment.c. */
+#include "spool_internal.h"
 
 #include <dirent.h>
 #include <endian.h>
@@ -14,13 +16,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "base/event_json_decode.h"
+#include "base/safe_file.h"
 #include "base/state.h"
-
-#define SEG_MAGIC "VIGILSG1"
-#define SEG_MAGIC_LEN 8
-#define SEG_REC_MAX (4u << 20)   /* one record's payload */
-#define SEG_FILE_MAX (256u << 20)
 
 /* One segment of ours: which records are done, which acks are unwritten. */
 struct spool_seg {
@@ -47,6 +44,7 @@ struct spool {
 	struct spool_seg *segs; /* ours, oldest first */
 	struct spool_seg *segs_tail;
 	size_t n_dirty;         /* segments with unflushed acks */
+	size_t bad_bytes;       /* damaged bytes moved to dead/ by the last adoption */
 };
 
 const char *spool_default_dir(char *buf, size_t len)
@@ -213,115 +211,7 @@ void spool_close(struct spool *s)
 const char *spool_path(const struct spool *s) { return s->path; }
 bool spool_is_owner(const struct spool *s) { return s->owner; }
 
-
-/* ------------------------------------------------------------ records */
-
-int spool_encode(struct buf *b, const struct vigil_record *rec)
-{
-	if (buf_append(b, rec->json, rec->json_len) || buf_append(b, "\n", 1) ||
-	    event_json_types(b, rec->event) || buf_append(b, "\n", 1))
-		return -ENOMEM;
-	return 0;
-}
-
-int spool_decode(const char *p, size_t len, struct stored_record **out, char **host,
-		 char *err, size_t errlen)
-{
-	char *data, *nl;
-	int r;
-
-	*out = NULL;
-	*host = NULL;
-	if (len < 2 || p[len - 1] != '\n' || !(nl = memchr(p, '\n', len)) || nl == p + len - 1) {
-		snprintf(err, errlen, "truncated record");
-		return -EINVAL;
-	}
-	data = malloc(len);
-	if (!data)
-		return -ENOMEM;
-	memcpy(data, p, len);
-	data[len - 1] = '\0';
-	r = event_json_decode(data, (size_t)(nl - p), data + (nl - p) + 1, out, host, err,
-			      errlen);
-	free(data);
-	return r;
-}
-
-/* CRC-32 (IEEE, reflected), a nibble at a time: small table, fast enough for
- * a few MB a second. */
-static uint32_t crc32_ieee(const unsigned char *p, size_t n)
-{
-	static const uint32_t tab[16] = {
-		0x00000000, 0x1db71064, 0x3b6e20c8, 0x26d930ac, 0x76dc4190, 0x6b6b51f4,
-		0x4db26158, 0x5005713c, 0xedb88320, 0xf00f9344, 0xd6d6a3e8, 0xcb61b38c,
-		0x9b64c2b0, 0x86d3d2d4, 0xa00ae278, 0xbdbdf21c,
-	};
-	uint32_t c = 0xffffffffu;
-
-	for (size_t i = 0; i < n; i++) {
-		c ^= p[i];
-		c = (c >> 4) ^ tab[c & 15];
-		c = (c >> 4) ^ tab[c & 15];
-	}
-	return ~c;
-}
-
-static int write_all(int fd, const char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return -errno;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
-static int put_record(struct buf *b, const struct vigil_record *rec)
-{
-	size_t at = b->len;
-	uint32_t hdr[2] = {0, 0};
-	size_t len;
-
-	if (buf_append(b, (const char *)hdr, sizeof(hdr)) || spool_encode(b, rec)) {
-		b->len = at;
-		return -ENOMEM;
-	}
-	len = b->len - at - sizeof(hdr);
-	if (len > SEG_REC_MAX) {
-		b->len = at;
-		return -E2BIG;
-	}
-	hdr[0] = htole32((uint32_t)len);
-	hdr[1] = htole32(crc32_ieee((const unsigned char *)b->p + at + sizeof(hdr), len));
-	memcpy(b->p + at, hdr, sizeof(hdr));
-	return 0;
-}
-
-/* The next record of a segment at *off: 1 (payload in *p, *len), 0 at the
- * end, -EINVAL for a torn or corrupt record (nothing after it is trusted). */
-static int seg_next(const char *data, size_t size, size_t *off, const char **p, size_t *len)
-{
-	uint32_t hdr[2];
-
-	if (*off == size)
-		return 0;
-	if (size - *off < sizeof(hdr))
-		return -EINVAL;
-	memcpy(hdr, data + *off, sizeof(hdr));
-	*len = le32toh(hdr[0]);
-	if (*len > SEG_REC_MAX || *len > size - *off - sizeof(hdr))
-		return -EINVAL;
-	*p = data + *off + sizeof(hdr);
-	if (crc32_ieee((const unsigned char *)*p, *len) != le32toh(hdr[1]))
-		return -EINVAL;
-	*off += sizeof(hdr) + *len;
-	return 1;
-}
+/* ---------------------------------------------------------------- files */
 
 static int read_file_at(int dirfd, const char *name, size_t max, char **out, size_t *len)
 {
@@ -390,6 +280,7 @@ static struct spool_seg *seg_new(struct spool *s, const char *name, uint32_t n)
 }
 
 const char *spool_seg_name(const struct spool_seg *seg) { return seg->name; }
+size_t spool_bad_bytes(const struct spool *s) { return s->bad_bytes; }
 bool spool_dirty(const struct spool *s) { return s->n_dirty > 0; }
 
 /* Every record done: the segment goes, then its acks (a crash in between
@@ -447,29 +338,18 @@ int spool_write(struct spool *s, struct spool_item *items, size_t n)
 	struct spool_seg *g;
 	struct buf b;
 	char name[96];
-	uint32_t k = 0;
-	int fd, r = 0;
+	uint32_t k;
+	int fd, r;
 
 	buf_init(&b);
-	if (buf_append(&b, SEG_MAGIC, SEG_MAGIC_LEN))
-		r = -ENOMEM;
-	for (size_t i = 0; i < n && !r; i++) {
-		items[i].seg = NULL;
-		items[i].error = put_record(&b, items[i].rec);
-		if (items[i].error == -ENOMEM)
-			r = -ENOMEM;
-		if (items[i].error == 0)
-			items[i].index = k++;
-	}
-	if (!r && k == 0)
-		r = -E2BIG;
+	r = spool_seg_encode(&b, items, n, &k);
 	snprintf(name, sizeof(name), "%.32s-%08llx.%s", n ? items[0].rec->id : "0",
 		 (unsigned long long)++s->seq, s->tag);
 	fd = r ? -1 : openat(s->dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (!r && fd < 0)
 		r = -errno;
 	if (!r)
-		r = write_all(fd, b.p, b.len);
+		r = safe_file_write_all(fd, b.p, b.len);
 	if (!r && fdatasync(fd) != 0)
 		r = -errno;
 	if (fd >= 0 && close(fd) != 0 && !r)
@@ -496,7 +376,7 @@ static int write_dead(struct spool *s, const char *name, const char *p, size_t l
 
 	if (fd < 0)
 		return -errno;
-	r = write_all(fd, p, len);
+	r = safe_file_write_all(fd, p, len);
 	if (!r && fdatasync(fd) != 0)
 		r = -errno;
 	close(fd);
@@ -540,7 +420,7 @@ int spool_flush(struct spool *s)
 			r = -errno;
 		g->has_ack |= g->ackfd >= 0;
 		if (!r)
-			r = write_all(g->ackfd, (const char *)g->unflushed,
+			r = safe_file_write_all(g->ackfd, (const char *)g->unflushed,
 				      g->n_unflushed * sizeof(*g->unflushed));
 		if (!r && fdatasync(g->ackfd) != 0)
 			r = -errno;
@@ -653,40 +533,6 @@ static int adopt_rename(struct spool *s, const char *name, char *to, size_t tole
 	return renameat(s->dirfd, name, s->dirfd, to) != 0 ? -errno : 0;
 }
 
-/* Records of a segment's content, counted; the legacy format (one file per
- * notification, no magic) is one record. */
-struct seg_view {
-	const char *data;
-	size_t size, off;
-	bool legacy, torn;
-};
-
-static void view_init(struct seg_view *v, const char *data, size_t size)
-{
-	*v = (struct seg_view){.data = data, .size = size};
-	if (size >= SEG_MAGIC_LEN && memcmp(data, SEG_MAGIC, SEG_MAGIC_LEN) == 0)
-		v->off = SEG_MAGIC_LEN;
-	else
-		v->legacy = true;
-}
-
-static bool view_next(struct seg_view *v, const char **p, size_t *len)
-{
-	int r;
-
-	if (v->legacy) {
-		if (v->off || !v->size)
-			return false;
-		v->off = v->size;
-		*p = v->data;
-		*len = v->size;
-		return true;
-	}
-	r = seg_next(v->data, v->size, &v->off, p, len);
-	v->torn |= r < 0;
-	return r > 0;
-}
-
 /* Mark what the .ack file says is done. */
 static void load_acks(struct spool *s, struct spool_seg *g)
 {
@@ -694,7 +540,7 @@ static void load_acks(struct spool *s, struct spool_seg *g)
 	size_t len;
 
 	snprintf(ack, sizeof(ack), ".ack-%s", g->name);
-	if (read_file_at(s->dirfd, ack, SEG_FILE_MAX, &data, &len) != 0)
+	if (read_file_at(s->dirfd, ack, SPOOL_FILE_MAX, &data, &len) != 0)
 		return;
 	g->has_ack = true;
 	for (size_t i = 0; i + 4 <= len; i += 4) {
@@ -710,60 +556,87 @@ static void load_acks(struct spool *s, struct spool_seg *g)
 	free(data);
 }
 
-static uint32_t count_records(const char *data, size_t size, bool *torn)
+/* The damaged bytes, one dead/ file per range (named by its offset). */
+static void bury_spans(struct spool *s, const char *name, const char *data,
+		       const struct spool_scan *sc)
 {
-	struct seg_view v;
-	const char *p;
-	size_t len;
-	uint32_t n = 0;
+	for (size_t i = 0; i < sc->n_spans; i++) {
+		char dead[128];
 
-	view_init(&v, data, size);
-	while (view_next(&v, &p, &len))
-		n++;
-	*torn = v.torn;
-	return n;
+		snprintf(dead, sizeof(dead), "%.32s-%08zx.bad.%s", name, sc->spans[i].at, s->tag);
+		write_dead(s, dead, data + sc->spans[i].at, sc->spans[i].len);
+	}
+	s->bad_bytes += sc->bad_bytes;
 }
 
-/* Hand out one adopted segment's records not yet done. */
+/* Records the writer put in the segment that are not intact, not yet known
+ * (acknowledged) as done: marked done now, and counted. Exact, by the record
+ * numbers every frame carries. */
+static size_t mark_lost(struct spool *s, struct spool_seg *g, const struct spool_scan *sc)
+{
+	uint8_t *intact = calloc(g->n / 8 + 1, 1);
+	size_t lost = 0;
+
+	if (!intact)
+		return 0;
+	for (size_t i = 0; i < sc->n_frames; i++)
+		intact[sc->frames[i].index / 8] |= (uint8_t)(1u << (sc->frames[i].index % 8));
+	for (uint32_t i = 0; i < g->n; i++) {
+		uint8_t bit = (uint8_t)(1u << (i % 8));
+
+		if ((intact[i / 8] & bit) || (g->bits[i / 8] & bit))
+			continue;
+		seg_mark(s, g, i);
+		lost++;
+	}
+	free(intact);
+	return lost;
+}
+
+/* Hand out one adopted segment's intact records not yet done; the damaged
+ * ones go to dead/ (their bytes) and are counted in *bad. */
 static void replay_seg(struct spool *s, const char *name, spool_replay_cb cb, void *data,
 		       size_t *bad)
 {
 	struct spool_seg *g;
-	struct seg_view v;
-	const char *p;
+	struct spool_scan sc;
 	char *content, err[256];
-	size_t size, len;
-	bool torn;
-	uint32_t i = 0;
+	size_t size, lost;
 
-	if (read_file_at(s->dirfd, name, SEG_FILE_MAX, &content, &size) != 0) {
+	if (read_file_at(s->dirfd, name, SPOOL_FILE_MAX, &content, &size) != 0) {
 		(*bad)++;
 		return;
 	}
-	g = seg_new(s, name, count_records(content, size, &torn));
-	if (!g) {
+	if (spool_seg_scan(&sc, content, size) != 0 || !(g = seg_new(s, name, sc.count))) {
+		spool_scan_free(&sc);
 		free(content);
-		return;
+		return; /* out of memory: left for the next adoption */
 	}
-	*bad += torn;
 	load_acks(s, g);
 	g->replaying = true;
-	view_init(&v, content, size);
-	for (; view_next(&v, &p, &len); i++) {
+	lost = mark_lost(s, g, &sc);
+	if (!sc.count && sc.bad_bytes)
+		lost = sc.broken ? sc.broken : 1; /* no intact record tells the count */
+	if (lost)
+		bury_spans(s, name, content, &sc);
+	*bad += lost;
+	for (size_t i = 0; i < sc.n_frames; i++) {
+		const struct spool_frame *f = &sc.frames[i];
 		struct stored_record *rec;
 		char *host, dead[96];
 
-		if (g->bits[i / 8] & (1u << (i % 8)))
+		if (g->bits[f->index / 8] & (1u << (f->index % 8)))
 			continue;
-		if (spool_decode(p, len, &rec, &host, err, sizeof(err)) == 0) {
-			cb(data, g, i, rec, host);
+		if (spool_decode(f->p, f->len, &rec, &host, err, sizeof(err)) == 0) {
+			cb(data, g, f->index, rec, host);
 			continue;
 		}
 		(*bad)++;
-		snprintf(dead, sizeof(dead), "%.32s-%08x.%s", name, i, s->tag);
-		write_dead(s, dead, p, len);
-		seg_mark(s, g, i);
+		snprintf(dead, sizeof(dead), "%.32s-%08x.%s", name, f->index, s->tag);
+		write_dead(s, dead, f->p, f->len);
+		seg_mark(s, g, f->index);
 	}
+	spool_scan_free(&sc);
 	free(content);
 	g->replaying = false;
 	if (g->done == g->n)
@@ -791,6 +664,7 @@ int spool_adopt(struct spool *s, spool_replay_cb cb, void *data, size_t *bad)
 	int r;
 
 	*bad = 0;
+	s->bad_bytes = 0;
 	if (!s->owner)
 		return 0;
 	r = list_dir(s->dirfd, ".", &names, &n);
@@ -836,16 +710,15 @@ static void count_folder(int dirfd, size_t *pending, size_t *dead)
 		size_t size, alen;
 		uint32_t recs, done = 0;
 		uint8_t *bits;
-		bool torn;
 
 		if (!file_tag(names[i]) ||
-		    read_file_at(dirfd, names[i], SEG_FILE_MAX, &content, &size) != 0)
+		    read_file_at(dirfd, names[i], SPOOL_FILE_MAX, &content, &size) != 0)
 			continue;
-		recs = count_records(content, size, &torn);
+		recs = spool_seg_count(content, size);
 		free(content);
 		snprintf(ack, sizeof(ack), ".ack-%s", names[i]);
 		bits = calloc(recs / 8 + 1, 1);
-		if (bits && read_file_at(dirfd, ack, SEG_FILE_MAX, &acks, &alen) == 0) {
+		if (bits && read_file_at(dirfd, ack, SPOOL_FILE_MAX, &acks, &alen) == 0) {
 			for (size_t j = 0; j + 4 <= alen; j += 4) {
 				uint32_t x;
 

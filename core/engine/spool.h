@@ -8,13 +8,25 @@
  *   SPOOL/NAME/.lock                          flock: the folder's owner
  *   SPOOL/NAME/.claim-<tag>                   flock held by live process <tag>
  *
- * A segment is "VIGILSG1" then records: u32 length, u32 CRC-32 of the
- * payload (both little-endian), payload = the record's v1 JSON line and a
- * line with the type of each event field (JSON cannot tell 50 from 50.0).
+ * A segment is "VIGILSG2" then records, each a frame: a 24-byte header (the
+ * magic ff fe 'V' 'r', then little-endian u32s: the record's number in the
+ * segment, the segment's record count, the payload length, the payload's
+ * CRC-32, and the CRC-32 of those first 20 header bytes), then the payload =
+ * the record's v1 JSON line and a line with the type of each event field
+ * (JSON cannot tell 50 from 50.0).
  * It is written once, fdatasync'd, and the folder fsync'd, before any of its
  * records is attempted: one create and one flush per batch, not per event.
- * A torn tail (a crash while writing) fails its checksum and is dropped:
- * those records were never attempted.
+ *
+ * Damage (a flipped byte, a bad length or magic, a torn or cut tail) costs
+ * only the damaged records: the reader skips a frame whose payload fails its
+ * CRC (its checked header vouches for its length) and otherwise scans forward
+ * to the next magic whose header checks out (bytes 0xff/0xfe never occur in
+ * a payload, so the scan is linear). Every frame carries its number and the
+ * count, so the records lost are known exactly (and acknowledgements keep
+ * pointing at the right records); their bytes go to dead/ as
+ * <segment's first event id>-<offset>.bad.<tag>. "VIGILSG1" segments (no
+ * frame header: u32 length, u32 CRC) are still read, up to their first bad
+ * record.
  *
  * Deliveries are cheap: a record done (delivered or dead-lettered) is marked
  * in memory and its number appended to the .ack file at the next
@@ -99,11 +111,14 @@ const char *spool_seg_name(const struct spool_seg *seg);
 /* Owner only: claim the orphaned segments (rename to this process's tag)
  * and hand their records not yet done to cb, in event order. cb owns rec
  * and host (free host after the record). Records that cannot be read back
- * (torn tail, bad checksum, undecodable) are counted in *bad (and the
- * undecodable ones kept in dead/). 0 or -errno. */
+ * (damaged, torn tail, undecodable) are counted in *bad, exactly, and kept in
+ * dead/ (the damaged bytes, spool_bad_bytes of them); every intact record of
+ * a segment is handed out, before and after the damage. 0 or -errno. */
 typedef void (*spool_replay_cb)(void *data, struct spool_seg *seg, uint32_t index,
 				struct stored_record *rec, char *host);
 int spool_adopt(struct spool *s, spool_replay_cb cb, void *data, size_t *bad);
+/* Damaged bytes the last spool_adopt moved to dead/. */
+size_t spool_bad_bytes(const struct spool *s);
 
 /* Encode a record's payload (exposed for tests). */
 int spool_encode(struct buf *b, const struct vigil_record *rec);
@@ -131,6 +146,8 @@ struct notify_opts {
 
 /* Parse `on = finished, failed, ...` into bits. 0 or -EINVAL with the bad
  * word in err. */
+/* The bit of an event kind in an `on =` filter (1u << 31 when unknown). */
+uint32_t notify_kind_bit(const char *kind);
 int notify_parse_on(const char *text, uint32_t *bits, char *err, size_t errlen);
 /* Does a notifier with these bits want this event? */
 bool notify_on_wants(uint32_t bits, const struct vigil_event *ev);

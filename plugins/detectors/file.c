@@ -3,9 +3,10 @@
  * One inotify fd per instance, watching the file's folder; while that folder
  * does not exist yet, the nearest existing ancestor is watched instead and we
  * descend as the missing components appear. "Appeared" means a regular file of
- * at least min_size bytes that was either closed after writing or left
- * unchanged for stable_for; the only timers are the stable_for windows and the
- * deadline, nothing polls. */
+ * at least min_size bytes left unchanged for stable_for (with stable_for = 0:
+ * closed after writing, or renamed into place). A close is not the end when
+ * there is a window: writers open, append and close a file many times. The
+ * only timers are the stable_for windows and the deadline, nothing polls. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -77,7 +78,8 @@ static const struct vigil_option file_options[] = {
 	 "the file to wait for; its last component may be a glob (out-*.json)"},
 	{"min_size", VIGIL_OPT_SIZE, 0, "1", "smallest size that counts (empty files do not)"},
 	{"stable_for", VIGIL_OPT_DURATION, 0, "2s",
-	 "size and mtime unchanged this long count as complete (0: at close)"},
+	 "size and mtime unchanged this long count as complete, closed or not "
+	 "(0: at the close after writing)"},
 	{"deadline", VIGIL_OPT_DURATION, 0, NULL,
 	 "report `overdue` when the file is not there this long after start"},
 	{NULL, 0, 0, NULL, NULL},
@@ -476,17 +478,14 @@ static void file_on_name(struct file_det *f, const char *name, uint32_t mask)
 	}
 	if (f->appeared || file_stat(f, name, &st) < 0 || !S_ISREG(st.st_mode))
 		return;
-	if ((mask & IN_CLOSE_WRITE) && file_complete(f, &st)) {
-		file_report(f, name, st.st_size);
-		return;
-	}
 	if (f->stable_ms == 0) {
-		/* a rename into place is the writer saying "done" */
-		if ((mask & IN_MOVED_TO) && file_complete(f, &st))
+		/* a close after writing or a rename into place: the writer's "done" */
+		if ((mask & (IN_CLOSE_WRITE | IN_MOVED_TO)) && file_complete(f, &st))
 			file_report(f, name, st.st_size);
 		return;
 	}
-	if (mask & (IN_CREATE | IN_MODIFY | IN_MOVED_TO))
+	/* the window starts again: the size reported is the one that held still */
+	if (mask & (IN_CREATE | IN_MODIFY | IN_MOVED_TO | IN_CLOSE_WRITE))
 		file_cand_touch(f, name, &st);
 }
 

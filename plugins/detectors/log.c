@@ -8,11 +8,11 @@
  * line stays in front of the buffer until its newline arrives; a line longer
  * than max_line is cut there and the rest skipped up to its newline.
  *
- * Rotation, with no line lost or repeated, is in log_rotation.c: it decides
- * which file is read next and hands its bytes to the reading here.
+ * The searching, its limits and time budget, and the progress values are in
+ * log_match.c. Rotation, with no line lost or repeated, is in log_rotation.c:
+ * it decides which file is read next and hands its bytes to the reading here.
  */
 #include <errno.h>
-#include <float.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,15 +30,6 @@
 #define LOG_MAX_LINE_LIMIT (64u << 20)
 #define LOG_MAX_TAIL 1000
 #define LOG_MSG_LINE 256            /* bytes of a line quoted in a message */
-
-static const char *const pat_key[PAT_N] = {"failure", "success", "progress"};
-
-/* The next line a pattern matches in a block; offsets into the block. */
-struct log_hit {
-	bool found;
-	size_t ls, le; /* line start, and its '\n' */
-	size_t cs, ce; /* capture group 1, cs == SIZE_MAX when unset */
-};
 
 struct log_line {
 	char *p;
@@ -120,9 +111,9 @@ static void log_format_duration(int64_t ms, char *out, size_t cap)
 
 /* -------------------------------------------------------------- events */
 
-static void log_emit_match(struct log_inst *li, int p, const char *line, size_t n, bool trunc)
+void log_emit_match(struct log_inst *li, int p, const char *line, size_t n, bool trunc)
 {
-	const char *name = pat_key[p];
+	const char *name = log_pat_key[p];
 	char msg[LOG_MSG_LINE + 32];
 	int k = snprintf(msg, sizeof msg, "%s line: ", name);
 	struct vigil_field f[3] = {
@@ -172,7 +163,7 @@ static int64_t log_progress_cb(void *data)
 /* A chatty log must not flood the notifiers: a changed value is reported at
  * once when the last report is a second old (or it reached 100%), otherwise
  * the latest value is kept and reported when the second is over. */
-static void log_progress_offer(struct log_inst *li, double v, bool pct)
+void log_progress_offer(struct log_inst *li, double v, bool pct)
 {
 	int64_t now = li->host->now_ms(li->ctx);
 
@@ -192,20 +183,6 @@ static void log_progress_offer(struct log_inst *li, double v, bool pct)
 						 log_progress_cb, li);
 		li->progress_timer = id > 0 ? id : 0;
 	}
-}
-
-static void log_progress(struct log_inst *li, const char *s, size_t n)
-{
-	char tmp[64], *end;
-
-	if (n == 0 || n >= sizeof tmp)
-		return;
-	memcpy(tmp, s, n);
-	tmp[n] = '\0';
-	double v = strtod(tmp, &end);
-	if (end == tmp || v != v || v > DBL_MAX || v < -DBL_MAX)
-		return;
-	log_progress_offer(li, v, li->progress_percent || tmp[n - 1] == '%');
 }
 
 static int64_t log_stall_cb(void *data)
@@ -248,76 +225,6 @@ void log_note_output(struct log_inst *li)
 	if (li->stalled) {
 		li->stalled = false;
 		log_stall_arm(li);
-	}
-}
-
-/* ------------------------------------------------------------ matching */
-
-static int log_match(struct log_inst *li, int p, const char *s, size_t len, size_t start)
-{
-	struct log_pat *pt = &li->pat[p];
-
-	if (pt->jit)
-		return pcre2_jit_match(pt->re, (PCRE2_SPTR)s, len, start, 0, pt->md, li->mctx);
-	return pcre2_match(pt->re, (PCRE2_SPTR)s, len, start, 0, pt->md, li->mctx);
-}
-
-static void log_match_failed(struct log_inst *li, int rc)
-{
-	PCRE2_UCHAR msg[120];
-
-	if (li->warned_match)
-		return;
-	li->warned_match = true;
-	pcre2_get_error_message(rc, msg, sizeof msg);
-	li->host->log(li->ctx, VIGIL_LOG_WARN, "pattern match failed: %s", (const char *)msg);
-}
-
-/* Find the first line at or after pos (a line start) that pattern p matches in
- * b[0, len), which ends with '\n'. A match running over a newline, or a line
- * longer than max_line, is checked again on that line alone. */
-static void log_next(struct log_inst *li, int p, const char *b, size_t len, size_t pos,
-		     struct log_hit *h)
-{
-	h->found = false;
-	while (pos < len) {
-		int rc = log_match(li, p, b, len, pos);
-		PCRE2_SIZE *ov = pcre2_get_ovector_pointer(li->pat[p].md);
-		size_t s = pos, e = pos, base = 0;
-
-		if (rc == PCRE2_ERROR_NOMATCH)
-			return;
-		if (rc >= 0)
-			s = ov[0], e = ov[1];
-		if (s >= len)
-			return;
-		const char *nl = memchr(b + s, '\n', len - s);
-		size_t le = (size_t)(nl - b);
-		const char *pl = s > pos ? memrchr(b + pos, '\n', s - pos) : NULL;
-		size_t ls = pl ? (size_t)(pl - b) + 1 : pos;
-
-		if (rc < 0 || e > le || le - ls > li->max_line) {
-			size_t n = le - ls < li->max_line ? le - ls : li->max_line;
-			if (rc < 0)
-				log_match_failed(li, rc);
-			rc = log_match(li, p, b + ls, n, 0);
-			if (rc < 0) {
-				if (rc != PCRE2_ERROR_NOMATCH)
-					log_match_failed(li, rc);
-				pos = le + 1;
-				continue;
-			}
-			base = ls;
-		}
-		h->found = true;
-		h->ls = ls;
-		h->le = le;
-		h->cs = SIZE_MAX;
-		if (pcre2_get_ovector_count(li->pat[p].md) >= 2 && ov[2] != PCRE2_UNSET) {
-			h->cs = base + ov[2];
-			h->ce = base + ov[3];
-		}
-		return;
 	}
 }
 
@@ -372,40 +279,15 @@ static void log_ring_update(struct log_inst *li, const char *b, size_t len)
 	}
 }
 
-/* Complete lines b[0, len), len > 0, b[len - 1] == '\n'. Per line: failure,
- * then success, then progress; lines in order. */
-static void log_scan(struct log_inst *li, const char *b, size_t len, bool trunc_all)
+/* Complete lines b[0, len) (see log_match_lines): the ones handled are kept
+ * for the finished event too. */
+static size_t log_lines(struct log_inst *li, const char *b, size_t len, bool trunc_all)
 {
-	struct log_hit h[PAT_N];
+	size_t done = log_match_lines(li, b, len, trunc_all);
 
-	for (int p = 0; p < PAT_N; p++) {
-		h[p].found = false;
-		if (li->pat[p].re)
-			log_next(li, p, b, len, 0, &h[p]);
-	}
-	for (;;) {
-		size_t ls = SIZE_MAX;
-		for (int p = 0; p < PAT_N; p++)
-			if (h[p].found && h[p].ls < ls)
-				ls = h[p].ls;
-		if (ls == SIZE_MAX)
-			break;
-		for (int p = 0; p < PAT_N; p++) {
-			if (!h[p].found || h[p].ls != ls)
-				continue;
-			size_t n = h[p].le - ls;
-			bool trunc = trunc_all || n > li->max_line;
-			if (p == PAT_PROGRESS) {
-				if (h[p].cs != SIZE_MAX)
-					log_progress(li, b + h[p].cs, h[p].ce - h[p].cs);
-			} else {
-				log_emit_match(li, p, b + ls,
-					       n > li->max_line ? li->max_line : n, trunc);
-			}
-			log_next(li, p, b, len, h[p].le + 1, &h[p]);
-		}
-	}
-	log_ring_update(li, b, len);
+	if (done > 0)
+		log_ring_update(li, b, done);
+	return done;
 }
 
 /* n new bytes sit in buf after the carried partial line. */
@@ -414,28 +296,52 @@ void log_feed(struct log_inst *li, size_t n)
 	char *b = li->buf;
 	size_t len = li->carry + n, start = 0;
 
+	li->backlog = false;
 	if (li->skipping) {
 		char *nl = memchr(b, '\n', len);
-		if (!nl) {
-			li->carry = 0;
+		log_progress_skipped(li, b, nl ? (size_t)(nl - b) : len, nl != NULL);
+		if (!nl)
 			return;
-		}
 		start = (size_t)(nl - b) + 1;
 		li->skipping = false;
+		li->seg_cut = false;
 	}
 	char *last = start < len ? memrchr(b + start, '\n', len - start) : NULL;
 	if (last) {
 		size_t end = (size_t)(last - b) + 1;
-		log_scan(li, b + start, end - start, false);
-		start = end;
+		start += log_lines(li, b + start, end - start, false);
+		if (start < end) {
+			/* time is up: the lines left wait for the next turn, before
+			 * anything more is read */
+			li->backlog = true;
+			memmove(b, b + start, len - start);
+			li->carry = len - start;
+			return;
+		}
 	}
 	size_t rest = len - start;
+	log_progress_partial(li, b + start, rest);
 	if (rest > li->max_line) {
-		/* cut here: this part is the line, the rest is skipped */
+		/* cut here: this part is the line, the rest is skipped; its
+		 * progress segments were reported above, the last one is cut */
+		bool segments = li->cr_done > 0;
+		char *tail = memrchr(b + start, '\r', rest);
+		size_t after = tail ? (size_t)(tail - b) + 1 : len;
+
+		li->cr_done = segments ? SIZE_MAX : 0;
 		b[start + li->max_line] = '\n';
-		log_scan(li, b + start, li->max_line + 1, true);
+		log_lines(li, b + start, li->max_line + 1, true);
 		li->skipping = true;
-		li->carry = 0;
+		li->seg_cut = !segments;
+		/* the segment being written goes on as the carry (after the cut
+		 * point's '\n': bytes before it are not touched) */
+		if (segments && after > start + li->max_line && len - after <= li->max_line) {
+			memmove(b, b + after, len - after);
+			li->carry = len - after;
+		} else {
+			li->carry = 0;
+			li->seg_cut = true;
+		}
 		return;
 	}
 	memmove(b, b + start, rest);
@@ -460,12 +366,25 @@ static void log_remember_last(struct log_inst *li, const char *s, size_t n)
 /* The end of a byte stream: a last line without its newline counts. */
 void log_flush_partial(struct log_inst *li)
 {
-	if (li->carry > 0) {
+	int64_t turn_end = li->turn_end_ns;
+
+	/* lines left from an earlier turn come first, at once: this is the end
+	 * of a stream (a late write to a renamed file) and rare */
+	li->turn_end_ns = INT64_MAX;
+	while (li->backlog)
+		log_feed(li, 0);
+	li->turn_end_ns = turn_end;
+	if (li->skipping && li->carry > 0 && !li->seg_cut) {
+		/* the last progress segment of a cut line */
+		log_progress_segments(li, li->buf, li->carry);
+	} else if (!li->skipping && li->carry > 0) {
 		li->buf[li->carry] = '\n';
-		log_scan(li, li->buf, li->carry + 1, false);
+		log_lines(li, li->buf, li->carry + 1, false);
 	}
 	li->carry = 0;
+	li->cr_done = 0;
 	li->skipping = false;
+	li->seg_cut = false;
 }
 
 static ssize_t log_read_block(struct log_inst *li)
@@ -490,6 +409,12 @@ static bool log_check(struct log_inst *li, size_t budget)
 {
 	size_t done = 0;
 
+	log_turn_begin(li);
+	if (li->backlog) {
+		log_feed(li, 0);
+		if (li->backlog)
+			return true;
+	}
 	done += log_late_check(li, budget);
 	for (;;) {
 		ssize_t n = 0;
@@ -498,13 +423,12 @@ static bool log_check(struct log_inst *li, size_t budget)
 			return false;
 		if (!li->recovering && log_is_truncated(li))
 			log_truncated(li);
-		while (done < budget && (n = log_read_block(li)) > 0) {
+		while (done < budget && !li->backlog && !log_turn_over(li) &&
+		       (n = log_read_block(li)) > 0) {
 			log_note_output(li);
 			log_feed(li, (size_t)n);
 			done += (size_t)n;
 		}
-		if (n > 0)
-			return true;
 		if (n < 0) {
 			if (!li->warned_read)
 				li->host->log(li->ctx, VIGIL_LOG_WARN, "reading %s: %s", li->path,
@@ -512,11 +436,15 @@ static bool log_check(struct log_inst *li, size_t budget)
 			li->warned_read = true;
 			return false;
 		}
+		if (n > 0 || li->backlog || log_turn_over(li))
+			return true;
 		li->warned_read = false;
 		if (li->recovering ? !log_next_file(li) : !log_follow(li))
 			return false;
 	}
 }
+
+static void log_settle_finish(struct log_inst *li);
 
 static int64_t log_resume_cb(void *data)
 {
@@ -525,6 +453,11 @@ static int64_t log_resume_cb(void *data)
 	if (log_check(li, LOG_BUDGET))
 		return 0;
 	li->resume_timer = 0;
+	if (li->settling) {
+		li->settling = false;
+		log_settle_finish(li);
+		li->host->settled(li->ctx);
+	}
 	return VIGIL_TIMER_DONE;
 }
 
@@ -610,40 +543,6 @@ static void log_inotify_cb(void *data, int fd, uint32_t revents)
 
 /* ----------------------------------------------------------- lifecycle */
 
-static int log_compile(struct log_inst *li, int p, const char *text, char *err, size_t errlen)
-{
-	pcre2_compile_context *cc = pcre2_compile_context_create(NULL);
-	int ec;
-	PCRE2_SIZE eo;
-	PCRE2_UCHAR msg[120];
-
-	if (!cc)
-		return -ENOMEM;
-	/* no UTF: a log may hold anything; '\n' alone ends a line */
-	pcre2_set_newline(cc, PCRE2_NEWLINE_LF);
-	li->pat[p].re = pcre2_compile((PCRE2_SPTR)text, PCRE2_ZERO_TERMINATED, PCRE2_MULTILINE,
-				      &ec, &eo, cc);
-	pcre2_compile_context_free(cc);
-	if (!li->pat[p].re) {
-		pcre2_get_error_message(ec, msg, sizeof msg);
-		snprintf(err, errlen, "%s: %s at offset %zu", pat_key[p], (const char *)msg,
-			 (size_t)eo);
-		return -EINVAL;
-	}
-	if (p == PAT_PROGRESS) {
-		uint32_t groups = 0;
-		pcre2_pattern_info(li->pat[p].re, PCRE2_INFO_CAPTURECOUNT, &groups);
-		if (groups < 1) {
-			snprintf(err, errlen, "progress: the pattern needs a capture group "
-					      "around the number, e.g. ([0-9]+)%%");
-			return -EINVAL;
-		}
-	}
-	li->pat[p].jit = pcre2_jit_compile(li->pat[p].re, PCRE2_JIT_COMPLETE) == 0;
-	li->pat[p].md = pcre2_match_data_create_from_pattern(li->pat[p].re, NULL);
-	return li->pat[p].md ? 0 : -ENOMEM;
-}
-
 static int log_split_path(struct log_inst *li, const char *path, char *err, size_t errlen)
 {
 	const char *slash = strrchr(path, '/');
@@ -724,22 +623,14 @@ static int log_create(const struct vigil_host *host, struct vigil_ctx *ctx,
 		snprintf(err, errlen, "path: required");
 	if (rc == 0)
 		rc = log_options(li, cfg, err, errlen);
-	for (int p = 0; p < PAT_N && rc == 0; p++) {
-		v = vigil_config_get(cfg, pat_key[p]);
-		if (v)
-			rc = log_compile(li, p, v->text, err, errlen);
-		if (v && p == PAT_PROGRESS)
-			li->progress_percent = strchr(v->text, '%') != NULL;
-	}
+	if (rc == 0)
+		rc = log_match_setup(li, cfg, err, errlen);
+	li->turn_end_ns = INT64_MAX;
 	if (rc == 0) {
-		li->mctx = pcre2_match_context_create(NULL);
-		li->jstack = pcre2_jit_stack_create(32 * 1024, 1024 * 1024, NULL);
 		li->ring = calloc(li->tail_n ? li->tail_n : 1, sizeof *li->ring);
 		li->tail_vec = calloc(li->tail_n ? li->tail_n : 1, sizeof *li->tail_vec);
-		if (!li->mctx || !li->jstack || !li->ring || !li->tail_vec)
+		if (!li->ring || !li->tail_vec)
 			rc = -ENOMEM;
-		else
-			pcre2_jit_stack_assign(li->mctx, NULL, li->jstack);
 	}
 	if (rc < 0) {
 		if (rc == -ENOMEM)
@@ -825,18 +716,41 @@ static void log_report_tail(struct log_inst *li)
 	h->log_tail(li->ctx, li->tail_vec, li->ring_count);
 }
 
-static enum vigil_settle log_settle(void *instance)
+/* Everything was read: the job is over, a last line without its newline
+ * counts. */
+static void log_settle_finish(struct log_inst *li)
 {
-	struct log_inst *li = instance;
-
-	if (li->buf) {
-		log_check(li, SIZE_MAX);
-		/* the job is over: a last line without its newline counts */
+	if (li->buf)
 		log_flush_partial(li);
-	}
 	if (li->pend)
 		log_emit_progress(li, li->pend_value, li->pend_pct);
 	log_report_tail(li);
+}
+
+/* Read to the end before the outcome is decided, one time-bounded turn at
+ * a time (a slow pattern must not hold the loop here either): settled from
+ * the resume timer when the rest takes more turns. */
+static enum vigil_settle log_settle(void *instance)
+{
+	struct log_inst *li = instance;
+	const struct vigil_host *h = li->host;
+	bool can_wait = h->size >= offsetof(struct vigil_host, settled) + sizeof h->settled &&
+			h->settled;
+
+	if (li->buf) {
+		if (li->resume_timer)
+			h->cancel_timer(li->ctx, li->resume_timer);
+		li->resume_timer = 0;
+		while (log_check(li, LOG_BUDGET)) {
+			int64_t id = can_wait ? h->add_timer(li->ctx, 0, log_resume_cb, li) : -1;
+			if (id > 0) {
+				li->resume_timer = id;
+				li->settling = true;
+				return VIGIL_SETTLING;
+			}
+		}
+	}
+	log_settle_finish(li);
 	return VIGIL_SETTLED;
 }
 
@@ -863,13 +777,7 @@ static void log_destroy(void *instance)
 	free(li->seen);
 	free(li->sibs[0].v);
 	free(li->sibs[1].v);
-	for (int p = 0; p < PAT_N; p++) {
-		pcre2_match_data_free(li->pat[p].md);
-		pcre2_code_free(li->pat[p].re);
-	}
-	pcre2_match_context_free(li->mctx);
-	if (li->jstack)
-		pcre2_jit_stack_free(li->jstack);
+	log_match_free(li);
 	for (size_t i = 0; li->ring && i < li->tail_n; i++)
 		free(li->ring[i].p);
 	free(li->ring);
@@ -886,7 +794,8 @@ static const struct vigil_option log_opts[] = {
 	{"success", VIGIL_OPT_REGEX, 0, NULL, "a line matching this means success"},
 	{"failure", VIGIL_OPT_REGEX, 0, NULL, "a line matching this means failure"},
 	{"progress", VIGIL_OPT_REGEX, 0, NULL,
-	 "capture group 1 is the progress: percent when the pattern or value has %, else a count"},
+	 "capture group 1 is the progress: percent when the pattern or value has %, N/M and "
+	 "N of M as a percent, else a count; a carriage return ends a value"},
 	{"stall", VIGIL_OPT_DURATION, 0, NULL, "report when the log is silent this long"},
 	{"from", VIGIL_OPT_STRING, 0, "end", "start reading at the log's end or start"},
 	{"max_line", VIGIL_OPT_SIZE, 0, "64K", "longer lines are cut to this length"},

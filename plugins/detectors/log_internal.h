@@ -1,8 +1,9 @@
-/* What the two halves of the log detector share: log.c (reading, line
- * splitting, patterns, events, lifecycle) and log_rotation.c (which file to
- * read next when the log is rotated). Both work on one instance, so its
- * struct is here; everything else stays static in its file. Nothing here is
- * exported from the .so (-fvisibility=hidden). */
+/* What the three parts of the log detector share: log.c (reading, line
+ * splitting, events, lifecycle), log_match.c (patterns, their limits and time
+ * budget, progress values) and log_rotation.c (which file to read next when
+ * the log is rotated). All work on one instance, so its struct is here;
+ * everything else stays static in its file. Nothing here is exported from the
+ * .so (-fvisibility=hidden). */
 #ifndef VIGIL_LOG_INTERNAL_H
 #define VIGIL_LOG_INTERNAL_H
 
@@ -102,7 +103,25 @@ struct log_inst {
 	int64_t prog_ms;
 
 	bool warned_read, warned_match, warned_open, warned_lost;
+
+	/* matching stops at this CLOCK_MONOTONIC time, INT64_MAX: never */
+	int64_t turn_end_ns;
+	bool backlog;  /* buf holds complete lines not matched yet (time ran out) */
+	bool settling; /* settle() returned VIGIL_SETTLING: settled() is due */
+
+	/* progress segments ('\r') of the partial line */
+	size_t cr_done;   /* its bytes up to here gave their progress already */
+	size_t scan_skip; /* cr_done of the first line of the running scan */
+	bool seg_cut;     /* skipping: the segment at buf's start lost its head */
 };
+
+/* log.c: events, for what matching finds */
+
+/* Pattern p (PAT_FAILURE or PAT_SUCCESS) matched this line. */
+void log_emit_match(struct log_inst *li, int p, const char *line, size_t n, bool trunc);
+/* A progress value: reported now or, within a second of the last report,
+ * when the second is over. */
+void log_progress_offer(struct log_inst *li, double v, bool pct);
 
 /* log.c: reading, for the files rotation switches to */
 
@@ -135,5 +154,33 @@ bool log_is_truncated(struct log_inst *li);
 void log_truncated(struct log_inst *li);
 /* Read what was appended to renamed files we had left. Bytes read. */
 size_t log_late_check(struct log_inst *li, size_t budget);
+
+/* log_match.c: patterns and progress values */
+
+/* The config keys of the patterns, by PAT_*. */
+extern const char *const log_pat_key[PAT_N];
+/* Compile the configured patterns and set the match limits. 0 or -errno
+ * with a message in err (nothing in it for -ENOMEM). */
+int log_match_setup(struct log_inst *li, const struct vigil_config *cfg, char *err,
+		    size_t errlen);
+/* Free what log_match_setup made (also after it failed). */
+void log_match_free(struct log_inst *li);
+/* A loop turn starts: matching may take LOG_TURN_NS of it. */
+void log_turn_begin(struct log_inst *li);
+/* Is this loop turn's time for matching used up? */
+bool log_turn_over(const struct log_inst *li);
+/* Match the complete lines b[0, len) (b[len - 1] == '\n'), the first one
+ * being the partial line read so far, and report what they hold. Returns
+ * how far it got: len, or the start of the first line left when the turn's
+ * time ran out (always past at least one). */
+size_t log_match_lines(struct log_inst *li, const char *b, size_t len, bool trunc_all);
+/* The progress segments ('\r') of s[0, n): the last one matching counts. */
+void log_progress_segments(struct log_inst *li, const char *s, size_t n);
+/* The partial line b[0, n): report the segments a '\r' ended since the
+ * last look (li->cr_done). */
+void log_progress_partial(struct log_inst *li, const char *b, size_t n);
+/* Inside a line cut at max_line, b[0, end) (end at its '\n' when nl):
+ * report its segments; the one still being written becomes the carry. */
+void log_progress_skipped(struct log_inst *li, char *b, size_t end, bool nl);
 
 #endif

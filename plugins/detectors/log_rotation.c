@@ -58,8 +58,15 @@ static int log_statx(int dirfd, const char *name, int flags, struct log_id *id, 
 {
 	struct statx sx;
 
-	if (statx(dirfd, name, flags | AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS | STATX_BTIME, &sx) < 0)
-		return -errno;
+	if (statx(dirfd, name, flags | AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS | STATX_BTIME, &sx) < 0) {
+		int e = errno;
+		/* defined outputs on failure too: the compiler cannot tell that
+		 * -errno is negative, and callers then read what they were given */
+		*id = (struct log_id){0};
+		*size = 0;
+		*mode = 0;
+		return -e;
+	}
 	id->dev = makedev(sx.stx_dev_major, sx.stx_dev_minor);
 	id->ino = sx.stx_ino;
 	id->btime = sx.stx_mask & STATX_BTIME
@@ -161,8 +168,8 @@ static void log_late_close(struct log_inst *li, struct log_late *l)
  * the current one, as a stream of their own. */
 static size_t log_late_read(struct log_inst *li, struct log_late *l, off_t size, size_t budget)
 {
-	size_t keep = li->carry, done = 0;
-	bool skip = li->skipping;
+	size_t keep = li->carry, done = 0, cr_done = li->cr_done;
+	bool skip = li->skipping, backlog = li->backlog, seg_cut = li->seg_cut;
 	char *stash = keep ? malloc(keep) : NULL;
 
 	if (keep && !stash)
@@ -171,6 +178,9 @@ static size_t log_late_read(struct log_inst *li, struct log_late *l, off_t size,
 		memcpy(stash, li->buf, keep);
 	li->carry = 0;
 	li->skipping = false;
+	li->backlog = false;
+	li->cr_done = 0;
+	li->seg_cut = false;
 	while (l->off < size && done < budget) {
 		size_t want = (uint64_t)(size - l->off) < LOG_BLOCK ? (size_t)(size - l->off) : LOG_BLOCK;
 		ssize_t n = log_pread_full(l->fd, li->buf + li->carry, want, l->off);
@@ -187,6 +197,9 @@ static size_t log_late_read(struct log_inst *li, struct log_late *l, off_t size,
 	free(stash);
 	li->carry = keep;
 	li->skipping = skip;
+	li->backlog = backlog;
+	li->cr_done = cr_done;
+	li->seg_cut = seg_cut;
 	return done;
 }
 
@@ -436,8 +449,12 @@ static int log_open_sib(struct log_inst *li, const struct log_sib *e, off_t *siz
 static int log_open_at_path(struct log_inst *li, struct log_id *id, off_t *size)
 {
 	mode_t mode;
-	int e, fd = open(li->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	int e, fd;
 
+	/* defined even on failure (see log_statx) */
+	*id = (struct log_id){0};
+	*size = 0;
+	fd = open(li->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
 	if (fd < 0)
 		return -errno;
 	e = log_statx(fd, "", AT_EMPTY_PATH, id, size, &mode);

@@ -11,6 +11,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -19,6 +20,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/inotify.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -45,6 +47,10 @@
 	(IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE | IN_MODIFY | IN_DELETE | IN_ATTRIB |   \
 	 IN_ONLYDIR)
 #define PID_AMBIGUOUS_LIST 10
+/* How often a process that is not our child is sampled for the report (its
+ * peak memory and CPU time): the kernel keeps no totals for us to read after
+ * it exits, and it cannot be sampled at the instant before. */
+#define PID_SAMPLE_MS 5000
 
 static const struct vigil_option pid_options[] = {
 	{ "pid", VIGIL_OPT_INT, 0, NULL, "the PID of a running process" },
@@ -57,6 +63,7 @@ static const struct vigil_option pid_options[] = {
 
 static void pid_check_file(struct pid_det *d);
 static void pid_rescan(struct pid_det *d);
+static void pid_sample_start(struct pid_det *d);
 static int pid_file_watch(struct pid_det *d, char *err, size_t errlen);
 
 /* ------------------------------------------------------------- attaching */
@@ -149,6 +156,7 @@ static int pid_attach(struct pid_det *d, pid_t pid, uint64_t start, char *err, s
 	d->start = start;
 	d->is_child = child;
 	d->exit_seen = d->leader_seen = d->grace_short = false;
+	pid_sample_start(d);
 	/* Events queued since the drain above stay queued until the next one:
 	 * registered now, none about this process is missed. */
 	if (pidcn_on(d) && pidcn_table_add(d->sh, d) < 0)
@@ -162,6 +170,82 @@ static int pid_attach(struct pid_det *d, pid_t pid, uint64_t start, char *err, s
 		cmdline[0] = '\0';
 	d->host->attached(d->ctx, pid, start, cmdline);
 	return 0;
+}
+
+/* -------------------------------------------------- the end-of-run report */
+
+/* A process that is not our child, sampled (a child's rusage is exact): the
+ * peak only grows; a zombie has no VmHWM left but keeps its CPU times. */
+static void pid_sample(struct pid_det *d)
+{
+	struct proc_usage u;
+	if (d->pid <= 0 || proc_usage_read(d->pid, &u) < 0 || !proc_is_same(d->pid, d->start))
+		return;
+	if (u.peak_rss_bytes > d->usage.peak_rss_bytes)
+		d->usage.peak_rss_bytes = u.peak_rss_bytes;
+	if (u.cpu_ms > d->usage.cpu_ms)
+		d->usage.cpu_ms = u.cpu_ms;
+}
+
+static int64_t pid_on_sample(void *data)
+{
+	pid_sample(data);
+	return PID_SAMPLE_MS;
+}
+
+static void pid_sample_start(struct pid_det *d)
+{
+	d->usage = (struct proc_usage){ .peak_rss_bytes = -1, .cpu_ms = -1 };
+	d->oom = -1;
+	if (d->is_child)
+		return;
+	pid_sample(d);
+	int64_t id = d->host->add_timer(d->ctx, PID_SAMPLE_MS, pid_on_sample, d);
+	d->sample_timer = id > 0 ? id : 0;
+}
+
+static void pid_sample_stop(struct pid_det *d)
+{
+	if (d->sample_timer > 0)
+		d->host->cancel_timer(d->ctx, d->sample_timer);
+	d->sample_timer = 0;
+}
+
+/* Reap a child with its rusage (the raw syscall: glibc's waitid() has no
+ * rusage argument). It counts the children the child reaped too, so the peak
+ * of `sh -c 'python3 ...'` is python's. 0, or -1 when not reaped here. */
+static int pid_reap(struct pid_det *d, int fd, siginfo_t *si)
+{
+	struct rusage ru;
+	memset(&ru, 0, sizeof(ru));
+	if (syscall(SYS_waitid, P_PIDFD, fd, si, WEXITED | WNOHANG, &ru) != 0 || si->si_pid == 0)
+		return -1;
+	d->usage.peak_rss_bytes = (int64_t)ru.ru_maxrss * 1024;
+	d->usage.cpu_ms = ((int64_t)ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000 +
+			  (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000;
+	return 0;
+}
+
+/* Hand the core the facts of the ended process (a core too old for them
+ * goes without). Always called: nothing known is a fact too. */
+static void pid_tell_facts(struct pid_det *d)
+{
+	const struct vigil_host *h = d->host;
+	struct vigil_field f[3];
+	size_t n = 0;
+	if (h->size < offsetof(struct vigil_host, exit_facts) + sizeof(h->exit_facts) ||
+	    !h->exit_facts)
+		return;
+	if (d->usage.peak_rss_bytes >= 0)
+		f[n++] = (struct vigil_field){ .name = "peak_rss_bytes", .type = VIGIL_FIELD_INT,
+					       .u.i = d->usage.peak_rss_bytes };
+	if (d->usage.cpu_ms >= 0)
+		f[n++] = (struct vigil_field){ .name = "cpu_seconds", .type = VIGIL_FIELD_DOUBLE,
+					       .u.d = (double)d->usage.cpu_ms / 1000.0 };
+	if (d->oom >= 0)
+		f[n++] = (struct vigil_field){ .name = "oom_killed", .type = VIGIL_FIELD_BOOL,
+					       .u.b = d->oom };
+	h->exit_facts(d->ctx, f, n);
 }
 
 /* ------------------------------------------------------------ the ending */
@@ -189,7 +273,7 @@ void pid_recheck_soon(struct pid_det *d)
 
 /* Tell the core. host->exited() is the last thing done: the core may end the
  * monitor, and destroy this instance, from inside it. */
-static void pid_report(struct pid_det *d, struct pid_status st)
+static void pid_report_now(struct pid_det *d, struct pid_status st)
 {
 	if (d->grace_timer)
 		d->host->cancel_timer(d->ctx, d->grace_timer);
@@ -215,7 +299,42 @@ static void pid_report(struct pid_det *d, struct pid_status st)
 		pidcn_filter(d->sh, 0); /* a match target waits again: execs */
 	if (!st.known)
 		st.code = st.sig = -1, st.core = 0;
+	pid_tell_facts(d);
 	d->host->exited(d->ctx, st.code, st.sig, st.core);
+}
+
+static int64_t pid_on_oom_recheck(void *data)
+{
+	struct pid_det *d = data;
+	int r = proc_oom_killed(d->pid, d->start);
+	d->oom_timer = 0;
+	d->oom = r > 0 ? 1 : r == 0 ? 0 : -1;
+	pid_report_now(d, d->pending);
+	return VIGIL_TIMER_DONE;
+}
+
+/* The OOM killer kills with SIGKILL and logs it just after sending the
+ * signal: a SIGKILL the kernel log does not explain yet is looked for once
+ * more, a little later. Any other known ending was not the OOM killer's; an
+ * unknown one is its only when the log says so. */
+static void pid_report(struct pid_det *d, struct pid_status st)
+{
+	pid_sample_stop(d);
+	if (st.known && st.sig != SIGKILL) {
+		d->oom = 0;
+		pid_report_now(d, st);
+		return;
+	}
+	int r = proc_oom_killed(d->pid, d->start);
+	d->oom = r > 0 ? 1 : (r == 0 && st.known) ? 0 : -1;
+	if (r == 0 && st.known && !d->oom_timer) {
+		int64_t id = d->host->add_timer(d->ctx, PID_EXIT_GRACE_MS, pid_on_oom_recheck, d);
+		d->pending = st;
+		d->oom_timer = id > 0 ? id : 0;
+		if (d->oom_timer)
+			return;
+	}
+	pid_report_now(d, st);
 }
 
 static int64_t pid_on_grace(void *data)
@@ -249,11 +368,12 @@ static void pid_on_pidfd(void *data, int fd, uint32_t revents)
 {
 	struct pid_det *d = data;
 	d->host->unwatch_fd(d->ctx, fd);
+	if (!d->is_child)
+		pid_sample(d); /* a zombie still shows its final CPU times */
 	if (d->is_child && pid_uses_waitid(d)) {
 		siginfo_t si;
 		memset(&si, 0, sizeof(si));
-		if (waitid((idtype_t)P_PIDFD, (id_t)fd, &si, WEXITED | WNOHANG) == 0 &&
-		    si.si_pid != 0) {
+		if (pid_reap(d, fd, &si) == 0) {
 			struct pid_status st = { .known = true, .code = -1, .sig = -1 };
 			if (si.si_code == CLD_EXITED)
 				st.code = si.si_status;
@@ -648,7 +768,8 @@ static void pid_destroy(void *instance)
 	struct pid_det *d = instance;
 	if (!d)
 		return;
-	int64_t timers[] = { d->grace_timer, d->poll_timer, d->recheck_timer, d->empty_timer };
+	int64_t timers[] = { d->grace_timer, d->poll_timer, d->recheck_timer, d->empty_timer,
+			     d->sample_timer, d->oom_timer };
 	for (size_t i = 0; i < sizeof(timers) / sizeof(timers[0]); i++)
 		if (timers[i] > 0)
 			d->host->cancel_timer(d->ctx, timers[i]);

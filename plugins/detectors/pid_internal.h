@@ -16,6 +16,7 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
+#include "lib/proc.h"
 #include "vigil/plugin.h"
 
 /* The longest command line read, for matching and for the core. */
@@ -65,6 +66,14 @@ struct pid_det {
 	struct pid_status cn_status;
 	int64_t grace_timer;
 	bool grace_short; /* the grace timer was cut to 0: the status is here */
+
+	/* The end-of-run report: resources (rusage for a child, else sampled from
+	 * /proc while it runs) and an OOM kill; pending holds the status while the
+	 * kernel log is read once more (oom_timer). */
+	struct proc_usage usage;
+	int64_t sample_timer, oom_timer;
+	int oom; /* -1 unknown, 0, 1 */
+	struct pid_status pending;
 
 	/* The run last reported, so a pid file still naming it is not re-attached. */
 	pid_t done_pid;

@@ -3,7 +3,12 @@
  * what one would otherwise check by hand with `df -h` and `free -h`.
  *
  * Disk, inodes and memory are sampled on ONE repeating timer, whatever the
- * number of paths, so the idle cost is one wakeup per interval. PSI uses kernel
+ * number of paths, so the idle cost is one wakeup per interval. A disk that
+ * fills faster than that is not missed: while free space falls, the next sample
+ * is due at a fraction of the predicted time to the threshold (and the event
+ * carries eta_full, the predicted time to full); as root, a write on a watched
+ * filesystem (fanotify) brings the next sample forward, so a fill that starts
+ * and ends between two regular samples is still measured. PSI uses kernel
  * triggers (EPOLLPRI) when the kernel accepts one and otherwise samples avg10 on
  * that same timer.
  *
@@ -19,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/fanotify.h>
 #include <sys/statfs.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -29,6 +35,14 @@
 #define PSI_WINDOW_MIN_US 500000
 #define PSI_WINDOW_MAX_US 10000000
 #define PR_INTERVAL_MIN_MS 10
+/* While a value falls toward its threshold, the next sample is due after
+ * 1/PR_FALL_FRACTION of the predicted time to it, but no sooner than
+ * PR_FAST_MIN_MS: a fill is caught in its last quarter at worst. */
+#define PR_FALL_FRACTION 4
+#define PR_FAST_MIN_MS 250
+/* A write on a watched filesystem brings the next sample forward to this long
+ * after the last one: a fill shorter than the interval is still measured. */
+#define PR_ACTIVITY_GAP_MS 1000
 
 enum pr_resource { PR_DISK, PR_INODES, PR_MEMORY };
 enum pr_unit { PR_BYTES, PR_PERCENT, PR_COUNT };
@@ -47,6 +61,9 @@ struct pr_check {
 	bool alert;      /* pressure reported, recovery not yet */
 	bool failing;    /* the last sample failed: warned once */
 	bool no_total;   /* the filesystem reports no total: told once */
+	double last;     /* the previous sample, for the rate of fall */
+	int64_t last_ms; /* when it was taken; 0 before the first */
+	double rate;     /* fall per second between the last two samples; <= 0 not falling */
 };
 
 /* One PSI resource (memory or io) where high is bad. */
@@ -76,12 +93,18 @@ struct pressure {
 	int64_t interval_ms;
 	double hysteresis;  /* a fraction: 5% -> 0.05 */
 	int64_t timer;      /* the sampling timer; 0 when none */
+	int64_t due_ms;     /* when it fires next */
+	int64_t sampled_ms; /* when the last sample was taken */
+	int activity_fd;    /* fanotify on the disk paths' filesystems; -1 when none */
+	bool activity_armed; /* watched in the loop; off from a write to the next sample */
 };
 
 /* What goes into a pressure or recovered event. */
 struct pr_reading {
 	const char *resource, *path, *unit;
 	double value, threshold;
+	double eta_full; /* seconds to none left at the current fall; < 0: not falling */
+	bool has_eta;    /* sampled resources carry eta_full (null when not falling) */
 };
 
 /* ------------------------------------------------------------------ parsing */
@@ -339,24 +362,58 @@ static int pr_parse(struct pressure *pr, const struct vigil_config *cfg, char *e
 
 /* ---------------------------------------------------------------- reporting */
 
-/* 5 GB, 3.1 GB, 812 MB: 1024-based like df -h. */
-static const char *pr_format(double v, enum pr_unit unit, char *buf, size_t len)
-{
-	static const char *const names[] = { "B", "KB", "MB", "GB", "TB", "PB" };
-	const char *suffix = unit == PR_PERCENT ? "%" : "";
-	size_t i = 0;
+/* A value ready to print: scaled 1024-based like df -h (5 GB, 3.1 GB, 812 MB). */
+struct pr_shown {
+	double v;
+	size_t scale;  /* index into the byte suffixes; 0 for percent and count */
+	int decimals;
+};
 
-	while (unit == PR_BYTES && v >= 1024 && i + 1 < sizeof(names) / sizeof(*names)) {
-		v /= 1024;
-		i++;
+static const char *const pr_byte_suffixes[] = { "B", "KB", "MB", "GB", "TB", "PB" };
+
+/* One decimal below 10 unless whole; plain bytes and counts never have one. */
+static struct pr_shown pr_shown(double v, enum pr_unit unit)
+{
+	struct pr_shown s = { v, 0, 0 };
+
+	while (unit == PR_BYTES && s.v >= 1024 && s.scale + 1 < sizeof(pr_byte_suffixes) /
+							    sizeof(*pr_byte_suffixes)) {
+		s.v /= 1024;
+		s.scale++;
 	}
+	if (!(s.v >= 10 || s.v == (double)(int64_t)s.v || (unit == PR_BYTES && s.scale == 0) ||
+	      unit == PR_COUNT))
+		s.decimals = 1;
+	return s;
+}
+
+static const char *pr_print(struct pr_shown s, enum pr_unit unit, char *buf, size_t len)
+{
 	if (unit == PR_BYTES)
-		suffix = names[i];
-	if (v >= 10 || v == (double)(int64_t)v || (unit == PR_BYTES && i == 0))
-		snprintf(buf, len, "%.0f%s%s", v, unit == PR_BYTES ? " " : "", suffix);
+		snprintf(buf, len, "%.*f %s", s.decimals, s.v, pr_byte_suffixes[s.scale]);
 	else
-		snprintf(buf, len, "%.1f%s%s", v, unit == PR_BYTES ? " " : "", suffix);
+		snprintf(buf, len, "%.*f%s", s.decimals, s.v, unit == PR_PERCENT ? "%" : "");
 	return buf;
+}
+
+/* A value and its threshold in the same scale get the same precision, one more
+ * decimal at a time until they differ, so "21.6 GB, below 22.0 GB" never reads
+ * "22 GB, below 22 GB". Different scales (512 MB, 1 GB) cannot be confused. */
+static void pr_format_pair(double value, double threshold, enum pr_unit unit, char *a,
+			   char *t, size_t len)
+{
+	struct pr_shown sv = pr_shown(value, unit), st = pr_shown(threshold, unit);
+
+	if (sv.scale == st.scale) {
+		if (sv.decimals < st.decimals)
+			sv.decimals = st.decimals;
+		st.decimals = sv.decimals;
+		while (strcmp(pr_print(sv, unit, a, len), pr_print(st, unit, t, len)) == 0 &&
+		       sv.decimals < 3 && unit != PR_COUNT)
+			st.decimals = ++sv.decimals;
+	}
+	pr_print(sv, unit, a, len);
+	pr_print(st, unit, t, len);
 }
 
 static void pr_emit(struct pressure *pr, const char *kind, const struct pr_reading *r,
@@ -369,10 +426,17 @@ static void pr_emit(struct pressure *pr, const char *kind, const struct pr_readi
 		{ .name = "value", .type = VIGIL_FIELD_DOUBLE, .u.d = r->value },
 		{ .name = "threshold", .type = VIGIL_FIELD_DOUBLE, .u.d = r->threshold },
 		{ .name = "unit", .type = VIGIL_FIELD_STRING, .u.s = { r->unit, strlen(r->unit) } },
+		{ .name = "eta_full", .type = VIGIL_FIELD_NULL },
 	};
 	struct vigil_event ev = {
 		.kind = kind, .message = message, .fields = f, .n_fields = sizeof(f) / sizeof(*f),
 	};
+
+	if (!r->has_eta)
+		ev.n_fields--;
+	else if (r->eta_full >= 0)
+		f[5] = (struct vigil_field){ .name = "eta_full", .type = VIGIL_FIELD_DOUBLE,
+					     .u.d = r->eta_full };
 
 	if (r->path) {
 		f[1].type = VIGIL_FIELD_STRING;
@@ -381,20 +445,32 @@ static void pr_emit(struct pressure *pr, const char *kind, const struct pr_readi
 	pr->host->emit(pr->ctx, &ev);
 }
 
-/* "/data: 3.1 GB free, below 5 GB" or "memory: 9.5% available, back above 10%". */
+/* Seconds until the filesystem is full at the fall measured by the last two
+ * samples; -1 when not falling. */
+static double pr_eta_full(const struct pr_check *c, double value)
+{
+	return c->rate > 0 ? value / c->rate : -1;
+}
+
+/* "/data: 3.1 GB free, below 5.0 GB" or "memory: 9.5% available, back above
+ * 10.0%"; a pressure event while falling adds ", full in about 40s". */
 static void pr_report(struct pressure *pr, struct pr_check *c, double value, bool recovered)
 {
-	char msg[512], a[32], t[32];
+	char msg[512], a[32], t[32], eta[64] = "";
 	struct pr_reading r = {
 		.resource = pr_resource_names[c->res], .path = c->path,
 		.unit = pr_unit_names[c->unit], .value = value, .threshold = c->threshold,
+		.eta_full = recovered ? -1 : pr_eta_full(c, value),
+		.has_eta = !recovered && c->res != PR_MEMORY,
 	};
 
-	snprintf(msg, sizeof(msg), "%s: %s%s %s, %s %s", c->path ? c->path : "memory",
-		 pr_format(value, c->unit, a, sizeof(a)),
+	pr_format_pair(value, c->threshold, c->unit, a, t, sizeof(a));
+	if (r.has_eta && r.eta_full >= 0)
+		snprintf(eta, sizeof(eta), ", full in about %.0fs", r.eta_full);
+	snprintf(msg, sizeof(msg), "%s: %s%s %s, %s %s%s", c->path ? c->path : "memory", a,
 		 c->res != PR_INODES ? "" : c->unit == PR_PERCENT ? " of inodes" : " inodes",
 		 c->res == PR_MEMORY ? "available" : "free", recovered ? "back above" : "below",
-		 pr_format(c->threshold, c->unit, t, sizeof(t)));
+		 t, eta);
 	pr_emit(pr, recovered ? VIGIL_EV_RECOVERED : VIGIL_EV_PRESSURE, &r, msg);
 }
 
@@ -503,6 +579,15 @@ static void pr_note_failure(struct pressure *pr, bool *failing, int rc, const ch
 	*failing = rc < 0;
 }
 
+/* The fall per second since the previous sample (negative while rising). */
+static void pr_note_rate(struct pr_check *c, double value, int64_t now)
+{
+	if (c->last_ms > 0 && now > c->last_ms)
+		c->rate = (c->last - value) * 1000 / (double)(now - c->last_ms);
+	c->last = value;
+	c->last_ms = now;
+}
+
 static void pr_sample_check(struct pressure *pr, struct pr_check *c)
 {
 	double value = 0;
@@ -520,6 +605,9 @@ static void pr_sample_check(struct pressure *pr, struct pr_check *c)
 			      pr_resource_names[c->res], c->path,
 			      c->res == PR_INODES ? "inode" : "block");
 	c->no_total = rc == 1;
+	/* Memory swings too much for a trend; filesystems fill steadily. */
+	if (rc == 0 && c->res != PR_MEMORY)
+		pr_note_rate(c, value, pr->host->now_ms(pr->ctx));
 	if (rc == 0)
 		pr_judge(pr, c, value);
 }
@@ -562,9 +650,9 @@ static void pr_psi_report(struct pressure *pr, struct pr_psi *p, double avg, boo
 		.value = avg, .threshold = p->threshold,
 	};
 
+	pr_format_pair(avg, p->threshold, PR_PERCENT, a, t, sizeof(a));
 	snprintf(msg, sizeof(msg), "%s: %s avg10 %s, %s %s (%s)", p->file, p->full ? "full" : "some",
-		 pr_format(avg, PR_PERCENT, a, sizeof(a)), recovered ? "back below" : "above",
-		 pr_format(p->threshold, PR_PERCENT, t, sizeof(t)), p->spec);
+		 a, recovered ? "back below" : "above", t, p->spec);
 	pr_emit(pr, recovered ? VIGIL_EV_RECOVERED : VIGIL_EV_PRESSURE, &r, msg);
 }
 
@@ -586,16 +674,117 @@ static void pr_psi_sample(struct pressure *pr, struct pr_psi *p)
 	}
 }
 
+/* The configured interval, shortened while a value falls fast toward its
+ * threshold (predicted from the last two samples). */
+static int64_t pr_next_delay(const struct pressure *pr)
+{
+	double delay = (double)pr->interval_ms;
+
+	for (size_t i = 0; i < pr->n_checks; i++) {
+		const struct pr_check *c = &pr->checks[i];
+		double to_threshold_ms, d;
+
+		if (c->rate <= 0 || c->alert || c->last <= c->threshold)
+			continue;
+		to_threshold_ms = (c->last - c->threshold) / c->rate * 1000;
+		d = to_threshold_ms / PR_FALL_FRACTION;
+		if (d < PR_FAST_MIN_MS)
+			d = PR_FAST_MIN_MS;
+		if (d < delay)
+			delay = d;
+	}
+	return (int64_t)delay;
+}
+
+static void pr_activity_arm(struct pressure *pr);
+
 static int64_t pr_tick(void *data)
 {
 	struct pressure *pr = data;
+	int64_t delay;
 
+	pr->sampled_ms = pr->host->now_ms(pr->ctx);
 	for (size_t i = 0; i < pr->n_checks; i++)
 		pr_sample_check(pr, &pr->checks[i]);
 	for (size_t i = 0; i < pr->n_psi; i++)
 		if (pr->psi[i].fd < 0)
 			pr_psi_sample(pr, &pr->psi[i]);
-	return pr->interval_ms;
+	pr_activity_arm(pr);
+	delay = pr_next_delay(pr);
+	pr->due_ms = pr->sampled_ms + delay;
+	return delay;
+}
+
+/* ----------------------------------------------------------------- activity */
+
+/* What the kernel queued is only a hint that something was written: dropped. */
+static void pr_activity_drain(int fd)
+{
+	char buf[4096];
+
+	while (read(fd, buf, sizeof(buf)) > 0)
+		;
+}
+
+/* A write: the next sample comes PR_ACTIVITY_GAP_MS after the last one at the
+ * latest. The fd stays out of the loop until then, so a busy filesystem costs
+ * one wakeup per sample, not one per write. */
+static void pr_on_activity(void *data, int fd, uint32_t revents)
+{
+	struct pressure *pr = data;
+	int64_t now = pr->host->now_ms(pr->ctx), due = pr->sampled_ms + PR_ACTIVITY_GAP_MS;
+	int64_t timer;
+
+	(void)revents;
+	pr_activity_drain(fd);
+	pr->host->unwatch_fd(pr->ctx, fd);
+	pr->activity_armed = false;
+	if (pr->timer <= 0 || pr->due_ms <= due)
+		return;
+	timer = pr->host->add_timer(pr->ctx, due > now ? due - now : 0, pr_tick, pr);
+	if (timer <= 0)
+		return; /* the regular timer still runs */
+	pr->host->cancel_timer(pr->ctx, pr->timer);
+	pr->timer = timer;
+	pr->due_ms = due;
+}
+
+static void pr_activity_arm(struct pressure *pr)
+{
+	if (pr->activity_fd < 0 || pr->activity_armed)
+		return;
+	pr_activity_drain(pr->activity_fd);
+	pr->activity_armed = pr->host->watch_fd(pr->ctx, pr->activity_fd, EPOLLIN,
+						pr_on_activity, pr) == 0;
+}
+
+/* fanotify needs CAP_SYS_ADMIN for a filesystem mark; without it, or where a
+ * filesystem reports no file ids, sampling alone it is. */
+static void pr_activity_open(struct pressure *pr)
+{
+	int fd = fanotify_init(FAN_CLASS_NOTIF | FAN_CLOEXEC | FAN_NONBLOCK | FAN_REPORT_FID,
+			       O_RDONLY);
+	int err = fd < 0 ? errno : ENOENT;
+	bool marked = false;
+
+	for (size_t i = 0; fd >= 0 && i < pr->n_checks; i++) {
+		const char *path = pr->checks[i].path;
+
+		if (path && fanotify_mark(fd, FAN_MARK_ADD | FAN_MARK_FILESYSTEM, FAN_MODIFY,
+					  AT_FDCWD, path) == 0)
+			marked = true;
+		else if (path)
+			err = errno;
+	}
+	if (!marked) {
+		if (fd >= 0)
+			close(fd);
+		pr->host->log(pr->ctx, VIGIL_LOG_DEBUG, "no write notification (%s): disks "
+			      "sampled every %lld ms, sooner while space falls", strerror(err),
+			      (long long)pr->interval_ms);
+		return;
+	}
+	pr->activity_fd = fd;
 }
 
 /* Trigger mode: recovered after two quiet windows and avg10 back below. */
@@ -704,6 +893,10 @@ static void pressure_destroy(void *instance)
 
 	if (pr->timer > 0)
 		pr->host->cancel_timer(pr->ctx, pr->timer);
+	if (pr->activity_armed)
+		pr->host->unwatch_fd(pr->ctx, pr->activity_fd);
+	if (pr->activity_fd >= 0)
+		close(pr->activity_fd);
 	for (size_t i = 0; i < pr->n_psi; i++) {
 		struct pr_psi *p = &pr->psi[i];
 
@@ -735,6 +928,7 @@ static int pressure_create(const struct vigil_host *host, struct vigil_ctx *ctx,
 		return -ENOMEM;
 	pr->host = host;
 	pr->ctx = ctx;
+	pr->activity_fd = -1;
 	rc = pr_parse(pr, cfg, err, errlen);
 	if (rc < 0) {
 		if (rc == -ENOMEM)
@@ -758,6 +952,7 @@ static int pressure_start(void *instance, char *err, size_t errlen)
 	if (!sampled)
 		return 0;
 	pr->host->log(pr->ctx, VIGIL_LOG_DEBUG, "sampling every %lld ms", (long long)pr->interval_ms);
+	pr_activity_open(pr);
 	/* Due at once: the first sample is taken at start, then every interval. */
 	pr->timer = pr->host->add_timer(pr->ctx, 0, pr_tick, pr);
 	if (pr->timer < 0) {
@@ -778,7 +973,8 @@ static const struct vigil_option pressure_options[] = {
 	  "memory stall threshold per window, e.g. \"some 150ms/1s\"" },
 	{ "psi_io", VIGIL_OPT_STRING, 0, NULL,
 	  "io stall threshold per window, e.g. \"full 100ms/2s\"" },
-	{ "interval", VIGIL_OPT_DURATION, 0, "10s", "how often disk and memory are sampled" },
+	{ "interval", VIGIL_OPT_DURATION, 0, "10s",
+	  "how often disk and memory are sampled; sooner while they fall fast" },
 	{ "hysteresis", VIGIL_OPT_STRING, 0, "5%",
 	  "margin past the threshold before \"recovered\"" },
 	{ "proc_dir", VIGIL_OPT_PATH, 0, "/proc", "where meminfo and pressure/ are read" },

@@ -239,3 +239,91 @@ int64_t proc_age_ms(uint64_t start_time)
 			   (int64_t)(start_time % (uint64_t)hz) * 1000 / hz;
 	return now_ms > start_ms ? now_ms - start_ms : 0;
 }
+
+/* VmHWM of /proc/PID/status in bytes; -1 when absent (a zombie, a kernel thread). */
+static int64_t proc_peak_rss(pid_t pid)
+{
+	char path[64], buf[4096];
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	if (proc_read_small(path, buf, sizeof(buf), 0) < 0)
+		return -1;
+	const char *p = strstr(buf, "\nVmHWM:");
+	long long kb;
+	if (!p || sscanf(p + 7, " %lld kB", &kb) != 1 || kb < 0)
+		return -1;
+	return (int64_t)kb * 1024;
+}
+
+/* utime + stime (fields 14 and 15 of /proc/PID/stat) in ms; -1 when unknown. */
+static int64_t proc_cpu_ms(pid_t pid)
+{
+	char buf[1024];
+	const char *p = NULL;
+	if (proc_stat_rest(pid, buf, sizeof(buf), &p) < 0)
+		return -1;
+	for (int i = 0; i < 14 - 3; i++) {
+		p = strchr(p, ' ');
+		if (!p)
+			return -1;
+		p++;
+	}
+	unsigned long long ut, st;
+	long hz = sysconf(_SC_CLK_TCK);
+	if (sscanf(p, "%llu %llu", &ut, &st) != 2 || hz <= 0)
+		return -1;
+	return (int64_t)((ut + st) * 1000 / (unsigned long long)hz);
+}
+
+int proc_usage_read(pid_t pid, struct proc_usage *u)
+{
+	u->peak_rss_bytes = proc_peak_rss(pid);
+	u->cpu_ms = proc_cpu_ms(pid);
+	return u->peak_rss_bytes < 0 && u->cpu_ms < 0 ? -ENOENT : 0;
+}
+
+/* One /dev/kmsg record, "PRIO,SEQ,USEC,FLAGS;TEXT": does it say the OOM killer
+ * killed pid, at or after since_us (microseconds after boot)? */
+static int proc_kmsg_is_oom_kill(const char *rec, pid_t pid, uint64_t since_us)
+{
+	unsigned long long usec;
+	const char *text = strchr(rec, ';');
+	if (!text || sscanf(rec, "%*u,%*u,%llu", &usec) != 1 || usec < since_us)
+		return 0;
+	/* "Out of memory: Killed process N (comm)" or "Memory cgroup out of memory: ..." */
+	const char *k = strstr(text, "Killed process ");
+	char *end;
+	if (!k)
+		return 0;
+	long v = strtol(k + 15, &end, 10);
+	return v == (long)pid && strncmp(end, " (", 2) == 0;
+}
+
+int proc_oom_killed(pid_t pid, uint64_t start_time)
+{
+	long hz = sysconf(_SC_CLK_TCK);
+	uint64_t since_us = start_time * 1000000u / (uint64_t)(hz > 0 ? hz : 100);
+	/* Opened, it reads from the oldest record the kernel still holds. */
+	int fd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
+		return -errno;
+	char rec[8192]; /* a record longer than the buffer is refused (EINVAL) */
+	int found = 0, err = 0;
+	for (;;) {
+		ssize_t n = read(fd, rec, sizeof(rec) - 1);
+		if (n < 0 && (errno == EINTR || errno == EPIPE))
+			continue; /* EPIPE: records overwritten meanwhile; go on */
+		if (n < 0) {
+			err = errno == EAGAIN ? 0 : -errno;
+			break;
+		}
+		if (n == 0)
+			break;
+		rec[n] = '\0';
+		if (proc_kmsg_is_oom_kill(rec, pid, since_us)) {
+			found = 1;
+			break;
+		}
+	}
+	close(fd);
+	return found ? 1 : err;
+}

@@ -35,4 +35,20 @@ const char *proc_signal_name(int sig, char *buf, size_t len);
 /* Milliseconds since the process started (from start time and the boot clock). */
 int64_t proc_age_ms(uint64_t start_time);
 
+/* What the kernel tells of a live process's use of resources: its peak
+ * resident set (VmHWM of /proc/PID/status; gone once it is a zombie) and its
+ * CPU time so far (utime + stime of /proc/PID/stat; a zombie keeps them). */
+struct proc_usage {
+	int64_t peak_rss_bytes; /* -1: unknown */
+	int64_t cpu_ms;         /* -1: unknown */
+};
+/* Fills what can be read; -errno when neither could. */
+int proc_usage_read(pid_t pid, struct proc_usage *u);
+
+/* Did the OOM killer kill (pid), started at start_time? From the kernel log
+ * (/dev/kmsg: root, non-blocking): 1 when a "Killed process PID" record
+ * newer than the start is there, 0 when the log was read without one, -errno
+ * when it could not be read (unknown). */
+int proc_oom_killed(pid_t pid, uint64_t start_time);
+
 #endif

@@ -2,11 +2,14 @@
 #include "curl_loop.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 /* One transfer in flight; reached from its easy handle via CURLOPT_PRIVATE. */
 struct curl_xfer {
@@ -203,6 +206,20 @@ CURL *curl_loop_easy_new(const char *protocols, int64_t timeout_ms, const char *
 	if (ca_file)
 		curl_easy_setopt(easy, CURLOPT_CAINFO, ca_file);
 	return easy;
+}
+
+int curl_loop_ca_file_check(const char *ca_file, char *err, size_t errlen)
+{
+	struct stat st;
+	int fd = open(ca_file, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	int r = fd < 0 || fstat(fd, &st) < 0 ? -errno : S_ISREG(st.st_mode) ? 0 : -EINVAL;
+
+	if (fd >= 0)
+		close(fd);
+	if (r < 0)
+		snprintf(err, errlen, "ca_file: %s: %s", ca_file,
+			 r == -EINVAL ? "not a regular file" : strerror(-r));
+	return r;
 }
 
 const char *curl_loop_strerror(CURL *easy, CURLcode rc)

@@ -46,6 +46,11 @@ void curl_loop_free(struct curl_loop *cl);
  * on (optionally against ca_file), no redirects. NULL on failure. */
 CURL *curl_loop_easy_new(const char *protocols, int64_t timeout_ms, const char *ca_file);
 
+/* From create(): ca_file must be a readable regular file. A missing or
+ * unreadable one would otherwise fail every delivery later (retried until
+ * max_age) instead of being a configuration error now. 0 or -errno, err set. */
+int curl_loop_ca_file_check(const char *ca_file, char *err, size_t errlen);
+
 /* Inside done(): the most precise text for rc (curl's error buffer when it
  * says something, else curl_easy_strerror). Never holds credentials. */
 const char *curl_loop_strerror(CURL *easy, CURLcode rc);

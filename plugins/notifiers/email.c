@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "curl_loop.h"
+#include "lib/report.h"
 #include "vigil/plugin.h"
 
 #define EMAIL_DEFAULT_SUBJECT "[vigil] {summary}"
@@ -272,7 +273,27 @@ static void body_line(struct tbuf *b, const char *label, const char *value)
 	tbuf_puts(b, "\r\n");
 }
 
-/* The plain text: what happened, then every field, then the log tail. */
+/* One line of the end-of-run report (lib/report.c). */
+static int body_report_line(void *arg, const char *label, const char *value, size_t len)
+{
+	struct tbuf *b = arg;
+	char l[32];
+
+	snprintf(l, sizeof(l), "%s:", label);
+	tbuf_printf(b, "%-12s ", l);
+	tbuf_add_utf8(b, value, len, 1);
+	tbuf_puts(b, "\r\n");
+	return 0;
+}
+
+/* Was field f already told by the report block at the top? */
+static bool body_reported(const struct vigil_record *rec, const struct vigil_field *f)
+{
+	return is_finished(rec) && report_shows(f->name);
+}
+
+/* The plain text: what happened (for `finished`, the end-of-run report), then
+ * every other field, then the log tail. */
 static void body_text(struct tbuf *b, const struct vigil_record *rec)
 {
 	const struct vigil_event *ev = rec->event;
@@ -281,13 +302,8 @@ static void body_text(struct tbuf *b, const struct vigil_record *rec)
 
 	if (!is_finished(rec))
 		body_line(b, "event:", ev_kind(rec));
-	for (size_t i = 0; ev && i < ev->n_fields; i++) {
-		if (strcmp(ev->fields[i].name, "outcome") == 0) {
-			tbuf_printf(b, "%-12s ", "outcome:");
-			field_text(b, &ev->fields[i]);
-			tbuf_puts(b, "\r\n");
-		}
-	}
+	else if (ev)
+		report_lines(ev, body_report_line, b);
 	body_line(b, "monitor:", rec->monitor);
 	body_line(b, "host:", rec->host);
 	snprintf(num, sizeof(num), "%llu", (unsigned long long)rec->run);
@@ -298,7 +314,7 @@ static void body_text(struct tbuf *b, const struct vigil_record *rec)
 		const struct vigil_field *f = &ev->fields[i];
 		char label[64];
 
-		if (f == tail || strcmp(f->name, "outcome") == 0 || strcmp(f->name, "pid") == 0)
+		if (f == tail || body_reported(rec, f) || strcmp(f->name, "pid") == 0)
 			continue;
 		snprintf(label, sizeof(label), "%s:", strcmp(f->name, "exit_code") == 0 ?
 			 "exit status" : f->name);
@@ -390,7 +406,9 @@ static void on_done(void *data, CURL *easy, CURLcode rc, long code)
 		res = code >= 500 && code < 600 ? VIGIL_PERMANENT : VIGIL_RETRY;
 		if (rc == CURLE_URL_MALFORMAT || rc == CURLE_UNSUPPORTED_PROTOCOL)
 			res = VIGIL_PERMANENT;
-		if (code)
+		/* Only a refusal is worth its code: after a TLS failure the last
+		 * reply is STARTTLS's "220 ready", which explains nothing. */
+		if (code >= 400)
 			snprintf(detail, sizeof(detail), "%s: SMTP %ld: %s", e->where, code,
 				 curl_loop_strerror(easy, rc));
 		else
@@ -601,6 +619,8 @@ static int email_parse(struct email *e, const struct vigil_config *cfg, char *er
 		snprintf(err, errlen, "password: needs a username");
 		return -EINVAL;
 	}
+	if (e->ca_file && (r = curl_loop_ca_file_check(e->ca_file, err, errlen)) < 0)
+		return r;
 	v = vigil_config_get(cfg, "timeout");
 	e->timeout_ms = v && v->number > 0 ? v->number : 30000;
 	return 0;

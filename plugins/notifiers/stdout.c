@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lib/report.h"
 #include "vigil/plugin.h"
 
 /* A growable byte buffer (plugins link no core code, so not core/buf.c). */
@@ -232,7 +233,41 @@ static int txt_put_field(struct lbuf *b, const struct vigil_field *f)
 	}
 }
 
-/* "HH:MM:SS monitor#run kind: message [key=value ...]\n", local time. */
+/* One line of the end-of-run report: "  peak memory  52.4 MB". */
+static int txt_report_line(void *arg, const char *label, const char *value, size_t len)
+{
+	struct lbuf *b = arg;
+
+	if (lb_printf(b, "  %-12s ", label) < 0 || txt_put(b, value, len, false) < 0)
+		return -ENOMEM;
+	return lb_add(b, "\n", 1);
+}
+
+/* Under the line of `finished`: the report block, then the last lines of output. */
+static int txt_report(struct lbuf *b, const struct vigil_event *ev)
+{
+	const struct vigil_field *tail = NULL;
+
+	if (report_lines(ev, txt_report_line, b) < 0)
+		return -ENOMEM;
+	for (size_t i = 0; i < ev->n_fields; i++)
+		if (ev->fields[i].name && strcmp(ev->fields[i].name, "log_tail") == 0 &&
+		    ev->fields[i].type == VIGIL_FIELD_STRINGS)
+			tail = &ev->fields[i];
+	if (!tail || !tail->u.list.n)
+		return 0;
+	if (lb_puts(b, "  last lines:\n") < 0)
+		return -ENOMEM;
+	for (size_t i = 0; i < tail->u.list.n; i++)
+		if (lb_puts(b, "    ") < 0 ||
+		    txt_put(b, tail->u.list.v[i].ptr, tail->u.list.v[i].len, false) < 0 ||
+		    lb_add(b, "\n", 1) < 0)
+			return -ENOMEM;
+	return 0;
+}
+
+/* "HH:MM:SS monitor#run kind: message [key=value ...]\n", local time; a
+ * `finished` event adds its report, indented, below. */
 static int txt_format(struct lbuf *b, const struct vigil_record *rec)
 {
 	const struct vigil_event *ev = rec->event;
@@ -260,7 +295,9 @@ static int txt_format(struct lbuf *b, const struct vigil_record *rec)
 	}
 	if (open && lb_add(b, "]", 1) < 0)
 		return -ENOMEM;
-	return lb_add(b, "\n", 1);
+	if (lb_add(b, "\n", 1) < 0)
+		return -ENOMEM;
+	return strcmp(ev->kind, VIGIL_EV_FINISHED) == 0 ? txt_report(b, ev) : 0;
 }
 
 /* ----------------------------------------------------------------- output */

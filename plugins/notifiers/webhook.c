@@ -741,7 +741,7 @@ static int webhook_parse(struct webhook *w, const struct vigil_config *cfg, char
 		return -ENOMEM;
 	if ((v = vigil_config_get(cfg, "ca_file")) && !(w->ca_file = strdup(v->text)))
 		return -ENOMEM;
-	return 0;
+	return w->ca_file ? curl_loop_ca_file_check(w->ca_file, err, errlen) : 0;
 }
 
 static int webhook_create(const struct vigil_host *host, struct vigil_ctx *ctx,

@@ -1,10 +1,12 @@
 #!/usr/bin/python3
 """A loopback HTTP receiver for vigil's webhook tests (python3 stdlib only).
 
-    http_receiver.py --log FILE [--mode MODE]
+    http_receiver.py --log FILE [--mode MODE] [--tls-cert PEM --tls-key PEM]
 
 Listens on 127.0.0.1, on a free port, and prints that port as the first line of
-stdout (flushed). Every request other than the control endpoints is appended to
+stdout (flushed). With --tls-cert and --tls-key it speaks HTTPS with that
+certificate (its chain in the PEM file); a client that rejects it is dropped
+and nothing is recorded. Every request other than the control endpoints is appended to
 FILE as one JSON object per line:
 
     {"method": "POST", "path": "/hook?x=1", "headers": {"Name": "value", ...},
@@ -33,6 +35,7 @@ import argparse
 import base64
 import json
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -81,6 +84,15 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, fmt, *args):  # quiet
         pass
+
+    def setup(self):
+        # The TLS handshake runs here, in the connection's own thread, so a
+        # client that stalls or rejects the certificate never blocks accept().
+        if isinstance(self.request, ssl.SSLSocket):
+            self.request.settimeout(30)
+            self.request.do_handshake()
+            self.request.settimeout(None)
+        super().setup()
 
     def _body(self):
         n = int(self.headers.get("Content-Length") or 0)
@@ -136,13 +148,33 @@ class Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle
 
 
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        # A failed TLS handshake (the client refused our certificate) is what
+        # the TLS tests provoke: not worth a traceback.
+        if not isinstance(sys.exc_info()[1], (ssl.SSLError, ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
+
+
+def tls_wrap(srv, cert, key):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True,
+                                 do_handshake_on_connect=False)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--log", required=True, help="JSON lines file of requests")
     ap.add_argument("--mode", default="200")
+    ap.add_argument("--tls-cert", help="PEM certificate (chain): serve HTTPS")
+    ap.add_argument("--tls-key", help="PEM private key of --tls-cert")
     args = ap.parse_args()
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    srv.daemon_threads = True
+    srv = Server(("127.0.0.1", 0), Handler)
+    if args.tls_cert:
+        tls_wrap(srv, args.tls_cert, args.tls_key)
     srv.state = State(args.log, args.mode)
     print(srv.server_address[1], flush=True)
     try:

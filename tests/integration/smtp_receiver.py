@@ -2,6 +2,7 @@
 """A loopback SMTP receiver for vigil's email tests (Debian's python3-aiosmtpd).
 
     smtp_receiver.py --dir DIR [--reply-code 451|550]
+                     [--tls smtps|starttls --tls-cert PEM --tls-key PEM]
 
 Listens on 127.0.0.1 on a free port and prints that port as the first line of
 stdout (flushed). Each accepted message is written to DIR as NNNN.eml (the
@@ -9,13 +10,17 @@ exact bytes of DATA, with X-Envelope-From / X-Envelope-To lines in front),
 written to a temporary name and renamed, so a .eml file is always complete.
 With --reply-code, every RCPT TO is answered with that code instead (451: a
 temporary failure, 550: a permanent one) and nothing is saved.
+With --tls smtps the server speaks TLS from the first byte (SMTPS); with
+--tls starttls it offers STARTTLS and refuses MAIL before it (530).
 Stops on SIGTERM or SIGINT.
 """
 
 import argparse
+import logging
 import os
 import signal
 import socket
+import ssl
 import sys
 import threading
 
@@ -52,14 +57,31 @@ def free_port():
         return s.getsockname()[1]
 
 
+def tls_kwargs(args):
+    """Controller arguments for --tls: SMTPS wraps the listening socket,
+    STARTTLS is offered and required by the SMTP session."""
+    if not args.tls:
+        return {}
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(args.tls_cert, args.tls_key)
+    # Refused handshakes are what the TLS tests provoke: no tracebacks.
+    logging.getLogger("mail.log").setLevel(logging.CRITICAL)
+    if args.tls == "smtps":
+        return {"ssl_context": ctx}
+    return {"tls_context": ctx, "require_starttls": True}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dir", required=True)
     ap.add_argument("--reply-code", type=int, default=0)
+    ap.add_argument("--tls", choices=("smtps", "starttls"))
+    ap.add_argument("--tls-cert", help="PEM certificate (chain), with --tls")
+    ap.add_argument("--tls-key", help="PEM private key of --tls-cert")
     args = ap.parse_args()
     os.makedirs(args.dir, exist_ok=True)
     ctl = Controller(Saver(args.dir, args.reply_code), hostname="127.0.0.1",
-                     port=free_port())
+                     port=free_port(), **tls_kwargs(args))
     ctl.start()
     print(ctl.port, flush=True)
     stop = threading.Event()

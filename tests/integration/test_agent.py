@@ -109,12 +109,28 @@ class AgentTest(vt.VigilTestCase):
         # vigil reload: extra removed (and its record gone).
         os.unlink(os.path.join(self.conf, "extra.ini"))
         r = self.vigil("reload")
-        self.assertEqual(r.returncode, 0, r.stderr)
+        # broken.ini is still broken: the reload applies the rest and fails.
+        self.assertEqual(r.returncode, 1, r.stderr)
         self.assertIn("removed=1", r.stdout)
         self.assertIn("unchanged=2", r.stdout)
         self.assertIn("broken.ini:3:", r.stdout)
         self.assertNotIn("extra", self.status())
         self.assertFalse(os.path.exists(os.path.join(self.state, "extra.run")))
+
+        # A broken vigil.ini fails the reload too (it reported broken=0 before);
+        # the monitors keep running; fixed, the reload succeeds.
+        with open(self.ini) as f:
+            good_ini = f.read()
+        with open(self.ini, "w") as f:
+            f.write(good_ini + "[agent\n")
+        r = self.vigil("reload")
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertRegex(r.stdout, r"broken=[1-9]")
+        with open(self.ini, "w") as f:
+            f.write(good_ini)
+        os.unlink(os.path.join(self.conf, "broken.ini"))
+        r = self.vigil("reload")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
 
         # Human table: aligned columns, every monitor.
         table = self.vigil("status").stdout.splitlines()

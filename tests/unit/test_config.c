@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 /* not "config.h": that name is also meson's generated header */
+#include "base/buf.h"
 #include "base/config.h"
 
 /* ---------------------------------------------------------------- helpers */
@@ -422,6 +423,34 @@ static void test_read_structure_errors(void **state)
 	diag_free(&d);
 }
 
+/* Many sections and long continued values: every duplicate found (through the
+ * name index, past its growth steps) and every continuation joined in order. */
+static void test_read_many_sections_and_continuations(void **state)
+{
+	struct buf b = BUF_INIT;
+	struct diag d = { 0 };
+	struct raw_ini ini;
+	const unsigned n = 5000, terms = 20000;
+
+	for (unsigned i = 0; i < n; i++)
+		buf_printf(&b, "[log s%u]\npath = /a\n", i % (n / 2));
+	buf_printf(&b, "[monitor]\nsuccess = t0\n");
+	for (unsigned i = 1; i < terms; i++)
+		buf_printf(&b, "  t%u\n", i);
+	assert_int_equal(config_read_ini_string("many.ini", b.p, &ini, &d), 0);
+	assert_int_equal(d.n, n / 2);
+	assert_string_equal(d.lines[0], "many.ini:5001: [log s0]: duplicate section (first at line 1)");
+	assert_int_equal(ini.n_sections, n / 2 + 1);
+	const struct raw_section *m = &ini.sections[n / 2];
+	assert_int_equal(m->n_kv, 1);
+	assert_true(strncmp(m->kv[0].value, "t0 t1 t2 ", 9) == 0);
+	assert_non_null(strstr(m->kv[0].value, " t19998 t19999"));
+	assert_null(strstr(m->kv[0].value, "  "));
+	raw_ini_free(&ini);
+	diag_free(&d);
+	buf_free(&b);
+}
+
 static void test_read_long_line(void **state)
 {
 	struct diag d = { 0 };
@@ -610,7 +639,7 @@ static void test_check_options_secret(void **state)
 			 -EINVAL);
 	assert_int_equal(d.n, 1);
 	snprintf(want, sizeof(want), "%s:3: [notifier x] password: holds a secret but the file "
-		 "is readable by group or others (chmod 600 %s)", path, path);
+		 "is readable by group or others (chmod 600 %s, or 640 with group vigil)", path, path);
 	assert_string_equal(d.lines[0], want);
 	diag_free(&d);
 
@@ -784,8 +813,10 @@ static void test_monitor_errors(void **state)
 		     "job.ini:4: [monitor] timeout: \"10 minutes\" is not a duration (use e.g. "
 		     "30s, 15m, 2h, 1h30m)",
 		     "job.ini:11: [monitor] colour: unknown key (known: name, pid, pid_file, "
-		     "match, command, log, expected, timeout, on_timeout, kill_grace, success, "
-		     "notify, retry, retry_delay, deliver_timeout)");
+		     "match, command, log, expected, expected_margin, every, grace, timeout, "
+		     "on_timeout, kill_grace, "
+		     "descendants, success, notify, retry, retry_delay, retry_command, before_retry, "
+		     "on_failure, hook_timeout, deliver_timeout)");
 	diag_free(&d);
 
 	/* with the option-level errors fixed, the [monitor] checks speak */
@@ -810,7 +841,7 @@ static void test_monitor_errors(void **state)
 		     "job.ini:7: [monitor] notify: empty notify spec in \"stdout,,json\"",
 		     "job.ini:8: [monitor] retry: \"-1\": use a count from 0 up",
 		     "job.ini:9: [monitor] name: \"../etc\" is not a valid name (use letters, "
-		     "digits, '.', '_', '-' and '@'; not starting with '.')");
+		     "digits, '.', '_', '-' and '@'; starting with a letter or digit)");
 	diag_free(&d);
 }
 
@@ -829,7 +860,7 @@ static void test_monitor_missing(void **state)
 
 	assert_int_equal(load_monitor("my job.ini", "[monitor]\npid = 5\n", 0, &m, &d), -EINVAL);
 	EXPECT_DIAGS(&d, "my job.ini: [monitor] name: \"my job\" is not a valid name (use "
-			 "letters, digits, '.', '_', '-' and '@'; not starting with '.') (from "
+			 "letters, digits, '.', '_', '-' and '@'; starting with a letter or digit) (from "
 			 "the file name: set name)");
 	diag_free(&d);
 }
@@ -840,7 +871,7 @@ static void test_monitor_options_table(void **state)
 
 	for (const struct vigil_option *o = config_monitor_options; o->key; o++, n++)
 		assert_non_null(o->help);
-	assert_int_equal(n, 15);
+	assert_int_equal(n, 23);
 }
 
 /* -------------------------------------------------------------------- agent */
@@ -899,7 +930,7 @@ static void test_agent_errors(void **state)
 	assert_int_equal(load_agent(text, &a, &d), -EINVAL);
 	EXPECT_DIAGS(&d, "vigil.ini:2: [agent] conf_dir: empty value: expected a path",
 		     "vigil.ini:3: [agent] log_level: unknown key (known: conf_dir, plugin_dir, "
-		     "state_dir, spool_dir)",
+		     "state_dir, spool_dir, plugin_path, metrics_textfile, metrics_listen)",
 		     "vigil.ini:5: [defaults] timeout: \"soon\" is not a duration (use e.g. 30s, "
 		     "15m, 2h, 1h30m)",
 		     "vigil.ini:6: [notifier oncall] type: missing (the notifier plugin, e.g. "
@@ -921,6 +952,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_durations),
+		cmocka_unit_test(test_read_many_sections_and_continuations),
 		cmocka_unit_test(test_format_duration),
 		cmocka_unit_test(test_sizes),
 		cmocka_unit_test(test_bools),

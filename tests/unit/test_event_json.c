@@ -16,6 +16,7 @@
 
 #include "base/buf.h"
 #include "base/event_json.h"
+#include "base/event_json_decode.h"
 
 #define S(lit) lit, sizeof(lit) - 1
 
@@ -312,6 +313,132 @@ static void test_validate(void **state)
 	assert_int_equal(event_json_validate(deep + DEEP - 512, 2 * 512), 0);
 }
 
+/* ---------------------------------------------------- duplicate keys */
+
+/* How often `needle` occurs in s. */
+static size_t occurrences(const char *s, const char *needle)
+{
+	size_t n = 0;
+
+	for (const char *p = strstr(s, needle); p; p = strstr(p + 1, needle))
+		n++;
+	return n;
+}
+
+/* A field named like an envelope key, or like an earlier field, is never
+ * written a second time: the envelope's (the first) value stands, and the
+ * type line leaves it out too, so the record decodes. */
+static void test_encode_never_duplicates_keys(void **state)
+{
+	const struct vigil_field fields[] = {
+		{"pid", VIGIL_FIELD_INT, .u.i = 7},
+		{"path", VIGIL_FIELD_STRING, .u.s = {"/a", 2}},
+		{"host", VIGIL_FIELD_STRING, .u.s = {"evil", 4}},
+		{"path", VIGIL_FIELD_STRING, .u.s = {"/b", 2}},
+		{"message", VIGIL_FIELD_NULL, .u.i = 0},
+		{"size", VIGIL_FIELD_INT, .u.i = 3},
+	};
+	const struct vigil_event ev = {VIGIL_EV_FILE, "m", fields, 6};
+	const struct event_envelope env = {"0190f3a5c2e87d3b9a4c5e6f708192a3", 1795678927123,
+					   "web-1", "export", 3, "file", 42};
+	struct buf b = BUF_INIT, t = BUF_INIT;
+	struct stored_record *r;
+	char *host, err[200];
+
+	(void)state;
+	assert_int_equal(event_json_encode(&b, &env, &ev), 0);
+	assert_string_equal(buf_cstr(&b),
+		"{\"v\":1,\"id\":\"0190f3a5c2e87d3b9a4c5e6f708192a3\","
+		"\"time\":\"2026-11-26T07:42:07.123Z\",\"host\":\"web-1\",\"monitor\":\"export\","
+		"\"run\":3,\"detector\":\"file\",\"kind\":\"file\",\"pid\":42,\"message\":\"m\","
+		"\"path\":\"/a\",\"size\":3}");
+	assert_int_equal(occurrences(buf_cstr(&b), "\"pid\""), 1);
+	assert_int_equal(event_json_types(&t, &ev), 0);
+	assert_string_equal(buf_cstr(&t), "si");
+	assert_int_equal(event_json_decode(b.p, b.len, buf_cstr(&t), &r, &host, err,
+					   sizeof(err)), 0);
+	assert_int_equal(r->rec.pid, 42);
+	assert_string_equal(r->rec.host, "web-1");
+	assert_int_equal(r->ev.n_fields, 2);
+	record_free(r);
+	free(host);
+	buf_free(&b);
+	buf_free(&t);
+}
+
+/* A record spooled before the fix, with `pid` twice (envelope, then the
+ * detector's field) and a repeated field, still decodes: the envelope keeps
+ * its own value, the fields come back in order. */
+static void test_decode_legacy_duplicate_keys(void **state)
+{
+	static const char json[] =
+		"{\"v\":1,\"id\":\"0190f3a5c2e87d3b9a4c5e6f708192a3\","
+		"\"time\":\"2026-11-26T07:42:07.123Z\",\"host\":\"web-1\",\"monitor\":\"export\","
+		"\"run\":3,\"detector\":\"log\",\"kind\":\"match\",\"pid\":42,\"message\":null,"
+		"\"pid\":7,\"line\":\"x\",\"line\":\"y\",\"kind\":\"fake\"}";
+	struct stored_record *r;
+	char *host, err[200];
+
+	(void)state;
+	assert_int_equal(event_json_decode(json, sizeof(json) - 1, "isss", &r, &host, err,
+					   sizeof(err)), 0);
+	assert_int_equal(r->rec.pid, 42);
+	assert_string_equal(r->ev.kind, "match");
+	assert_int_equal(r->ev.n_fields, 4);
+	assert_string_equal(r->fields[0].name, "pid");
+	assert_int_equal(r->fields[0].u.i, 7);
+	assert_string_equal(r->fields[1].u.s.ptr, "x");
+	assert_string_equal(r->fields[2].u.s.ptr, "y");
+	assert_string_equal(r->fields[3].name, "kind");
+	assert_memory_equal(r->rec.json, json, sizeof(json) - 1);
+	record_free(r);
+	free(host);
+	/* Still strict about the rest: one type letter too many or too few. */
+	assert_int_equal(event_json_decode(json, sizeof(json) - 1, "issss", &r, &host, err,
+					   sizeof(err)), -EINVAL);
+	assert_int_equal(event_json_decode(json, sizeof(json) - 1, "iss", &r, &host, err,
+					   sizeof(err)), -EINVAL);
+	assert_int_equal(event_json_decode(json, sizeof(json) - 2, "isss", &r, &host, err,
+					   sizeof(err)), -EINVAL);
+}
+
+/* An `S` field whose value is not an array is refused, and nothing leaks
+ * (ASan's leak check runs at exit). */
+static void test_decode_strings_not_array(void **state)
+{
+	static const char json[] =
+		"{\"v\":1,\"id\":\"0190f3a5c2e87d3b9a4c5e6f708192a3\","
+		"\"time\":\"2026-11-26T07:42:07.123Z\",\"host\":\"h\",\"monitor\":\"m\","
+		"\"run\":1,\"detector\":\"log\",\"kind\":\"finished\",\"pid\":null,"
+		"\"message\":null,\"log_tail\":\"not a list\",\"n\":[1]}";
+	struct stored_record *r;
+	char *host, err[200];
+
+	(void)state;
+	/* Several times: one leaked block could hide behind a stale stack slot. */
+	for (int i = 0; i < 4; i++) {
+		assert_int_equal(event_json_decode(json, sizeof(json) - 1, "Ss", &r, &host, err,
+						   sizeof(err)), -EINVAL);
+		assert_null(r);
+		assert_int_equal(event_json_decode(json, sizeof(json) - 1, "sS", &r, &host, err,
+						   sizeof(err)), -EINVAL);
+		assert_null(r);
+	}
+}
+
+/* Renamed at emit time: the names the host gives reserved fields. */
+static void test_reserved_names(void **state)
+{
+	(void)state;
+	assert_string_equal(event_field_rename("host"), "field_host");
+	assert_string_equal(event_field_rename("message"), "field_message");
+	assert_string_equal(event_field_rename("v"), "field_v");
+	assert_null(event_field_rename("path"));
+	assert_string_equal(event_field_rename("pid"), "field_pid");
+	assert_true(event_is_envelope_key("pid"));
+	assert_false(event_is_envelope_key("field_pid"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -326,6 +453,10 @@ int main(void)
 		cmocka_unit_test(test_time),
 		cmocka_unit_test(test_ids),
 		cmocka_unit_test(test_validate),
+		cmocka_unit_test(test_encode_never_duplicates_keys),
+		cmocka_unit_test(test_decode_legacy_duplicate_keys),
+		cmocka_unit_test(test_decode_strings_not_array),
+		cmocka_unit_test(test_reserved_names),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

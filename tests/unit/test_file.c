@@ -188,7 +188,7 @@ static void test_present_at_start_stable(void **state)
 }
 
 /* A child writes three chunks with the file open, on the parent's command,
- * then closes it. stable_for is an hour: only the close can report it. */
+ * then closes it. stable_for = 0: only the close can report it. */
 static void child_chunk_writer(const char *path, int cmd, int ack)
 {
 	char chunk[4096], c;
@@ -218,7 +218,7 @@ static void test_slow_writer_reported_once_at_close(void **state)
 	pid_t pid;
 
 	pathf(path, sizeof(path), "%s/out.json", x->dir);
-	assert_int_equal(start_file(x, path, "stable_for = 1h", NULL, NULL), 0);
+	assert_int_equal(start_file(x, path, "stable_for = 0", NULL, NULL), 0);
 	assert_int_equal(pipe2(cmd, O_CLOEXEC), 0);
 	assert_int_equal(pipe2(ack, O_CLOEXEC), 0);
 	pid = fork();

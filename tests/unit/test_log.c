@@ -716,6 +716,96 @@ static void test_progress_count(void **state)
 	assert_int_equal(count_kind(t->fh, VIGIL_EV_PROGRESS), 2);
 }
 
+/* The value of the last progress event. */
+static double last_progress(struct t *t, const char *unit)
+{
+	size_t n = count_kind(t->fh, VIGIL_EV_PROGRESS);
+
+	assert_true(n > 0);
+	return progress_value(t, n - 1, unit);
+}
+
+static bool pred_progress_at(struct fake_host *fh, void *arg)
+{
+	struct t *t = arg;
+
+	return count_kind(fh, VIGIL_EV_PROGRESS) > 0 && last_progress(t, "percent") >= 100;
+}
+
+/* pv, dd and curl redraw their progress with '\r': each value counts while
+ * the line is being written, the last one wins, none goes back. */
+static void test_progress_carriage_return(void **state)
+{
+	struct t *t = *state;
+	const char *opts[] = {"progress = ([0-9]+)%", NULL};
+
+	append(t, "");
+	start(t, opts);
+	append(t, "copy   8% ETA\r");
+	assert_true(wait_kind(t, VIGIL_EV_PROGRESS, 1));
+	assert_true(progress_value(t, 0, "percent") == 8);
+	append(t, "copy  50% ETA\rcopy 100% ETA\r");
+	assert_true(fake_host_run_until(t->fh, pred_progress_at, t, WAIT_MS));
+	append(t, "\ndone\n");
+	assert_int_equal(t->p->settle(t->inst), VIGIL_SETTLED);
+	assert_true(last_progress(t, "percent") == 100);
+	for (size_t i = 1; i < count_kind(t->fh, VIGIL_EV_PROGRESS); i++)
+		assert_true(progress_value(t, i, "percent") > progress_value(t, i - 1, "percent"));
+}
+
+/* A whole line of segments at once: its last value, not its first. */
+static void test_progress_carriage_return_line(void **state)
+{
+	struct t *t = *state;
+	const char *opts[] = {"progress = ([0-9]+)%", NULL};
+
+	append(t, "");
+	start(t, opts);
+	append(t, "\r 30% a\r 60% b\r no value here\n");
+	assert_int_equal(t->p->settle(t->inst), VIGIL_SETTLED);
+	assert_int_equal(count_kind(t->fh, VIGIL_EV_PROGRESS), 1);
+	assert_true(progress_value(t, 0, "percent") == 60);
+}
+
+/* A progress line that never ends (longer than max_line): the segments
+ * after the cut still count, the one cut in two does not. */
+static void test_progress_carriage_return_long(void **state)
+{
+	struct t *t = *state;
+	const char *opts[] = {"progress = at ([0-9]+)%", "max_line = 64", NULL};
+	char seg[32];
+
+	append(t, "");
+	start(t, opts);
+	for (int v = 1; v <= 100; v++) {
+		snprintf(seg, sizeof(seg), "\rcopy at %3d%%", v);
+		append(t, seg);
+		if (v % 25 == 0)
+			fake_host_run_for(t->fh, 20);
+	}
+	append(t, "\n");
+	assert_int_equal(t->p->settle(t->inst), VIGIL_SETTLED);
+	assert_true(last_progress(t, "percent") == 100);
+	for (size_t i = 1; i < count_kind(t->fh, VIGIL_EV_PROGRESS); i++)
+		assert_true(progress_value(t, i, "percent") > progress_value(t, i - 1, "percent"));
+}
+
+/* N/M and "N of M" are a percent of M. */
+static void test_progress_n_of_m(void **state)
+{
+	struct t *t = *state;
+	const char *opts[] = {"progress = ([0-9]+(?:/| of )[0-9]+)", NULL};
+
+	append(t, "");
+	start(t, opts);
+	append(t, "file 3/12\n");
+	assert_true(wait_kind(t, VIGIL_EV_PROGRESS, 1));
+	assert_true(progress_value(t, 0, "percent") == 25);
+	append(t, "item 1 of 2\n");
+	assert_true(wait_kind(t, VIGIL_EV_PROGRESS, 2));
+	assert_true(progress_value(t, 1, "percent") == 50);
+}
+
 static void test_from_end_and_start(void **state)
 {
 	struct t *t = *state;
@@ -791,6 +881,106 @@ static void test_log_tail_after_settle(void **state)
 	t->p->destroy(inst);
 }
 
+/* Warnings about a pattern that hits PCRE2's limits, through a host copy. */
+static unsigned warn_limit;
+
+static void rec_limit_log(struct vigil_ctx *ctx, enum vigil_log_level level, const char *fmt,
+			  ...) __attribute__((format(printf, 3, 4)));
+
+static void rec_limit_log(struct vigil_ctx *ctx, enum vigil_log_level level, const char *fmt,
+			  ...)
+{
+	char b[512];
+	va_list ap;
+
+	(void)ctx;
+	va_start(ap, fmt);
+	vsnprintf(b, sizeof(b), fmt, ap);
+	va_end(ap);
+	if (level == VIGIL_LOG_WARN && strstr(b, "failure pattern") && strstr(b, "limit"))
+		warn_limit++;
+}
+
+#define EVIL_LINES 2000
+/* About a second of matching normally; generous for sanitizers and a loaded
+ * machine (without the limits it is minutes). */
+#define EVIL_WAIT_MS 60000
+
+/* Lines on which (a+)+$ backtracks 2^30 ways each, then a real failure. */
+static void write_evil(const char *path)
+{
+	static char line[] = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaab\n";
+	char *b = malloc(EVIL_LINES * (sizeof(line) - 1));
+
+	assert_non_null(b);
+	for (size_t i = 0; i < EVIL_LINES; i++)
+		memcpy(b + i * (sizeof(line) - 1), line, sizeof(line) - 1);
+	append_to(path, b, EVIL_LINES * (sizeof(line) - 1));
+	free(b);
+	append_to(path, "ERROR: the real one\n", 20);
+}
+
+static void *start_evil(struct t *t, struct vigil_host *host)
+{
+	char path[128], err[256] = "";
+	const char *lines[] = {path, "failure = (a+)+$|ERROR", "from = start", NULL};
+	void *inst = NULL;
+
+	*host = *fake_host_api(t->fh);
+	host->log = rec_limit_log;
+	warn_limit = 0;
+	snprintf(path, sizeof(path), "path = %s", t->log);
+	write_evil(t->log);
+	const struct vigil_config *cfg = fake_host_config(t->fh, t->p, lines);
+	assert_non_null(cfg);
+	assert_int_equal(t->p->create(host, fake_host_ctx(t->fh), cfg, &inst, err, sizeof(err)), 0);
+	return inst;
+}
+
+/* A catastrophically backtracking pattern: the lines it cannot decide count
+ * as not matching, the warning comes once, the line after them is matched,
+ * and start() returns (the rest is matched over later loop turns). */
+static void test_backtracking_pattern(void **state)
+{
+	struct t *t = *state;
+	struct vigil_host host;
+	char err[256] = "";
+	void *inst = start_evil(t, &host);
+	struct want w = {VIGIL_EV_MATCH, 1};
+
+	assert_int_equal(t->p->start(inst, err, sizeof(err)), 0);
+	assert_true(fake_host_run_until(t->fh, pred_kind, &w, EVIL_WAIT_MS));
+	assert_match(nth(t, VIGIL_EV_MATCH, 0), "failure", "ERROR: the real one");
+	fake_host_run_for(t->fh, 50);
+	assert_int_equal(count_kind(t->fh, VIGIL_EV_MATCH), 1);
+	assert_int_equal(warn_limit, 1);
+	t->p->destroy(inst);
+}
+
+/* settle() on such a log does not read it all in one call: it settles
+ * from a later loop turn, with every line handled. */
+static bool pred_settled(struct fake_host *fh, void *arg)
+{
+	(void)arg;
+	return fake_host_settled_count(fh) > 0;
+}
+
+static void test_backtracking_pattern_settle(void **state)
+{
+	struct t *t = *state;
+	struct vigil_host host;
+	char err[256] = "";
+	void *inst = start_evil(t, &host);
+
+	assert_int_equal(t->p->start(inst, err, sizeof(err)), 0);
+	if (t->p->settle(inst) == VIGIL_SETTLING)
+		assert_true(fake_host_run_until(t->fh, pred_settled, NULL, EVIL_WAIT_MS));
+	assert_int_equal(count_kind(t->fh, VIGIL_EV_MATCH), 1);
+	assert_match(nth(t, VIGIL_EV_MATCH, 0), "failure", "ERROR: the real one");
+	assert_int_equal(warn_limit, 1);
+	t->p->destroy(inst);
+}
+
 static void test_bad_progress_pattern(void **state)
 {
 	struct t *t = *state;
@@ -829,9 +1019,18 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_stall, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_progress_percent, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_progress_count, t_setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_progress_carriage_return, t_setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_progress_carriage_return_line, t_setup,
+						t_teardown),
+		cmocka_unit_test_setup_teardown(test_progress_carriage_return_long, t_setup,
+						t_teardown),
+		cmocka_unit_test_setup_teardown(test_progress_n_of_m, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_from_end_and_start, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_log_tail_after_settle, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_bad_progress_pattern, t_setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_backtracking_pattern, t_setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_backtracking_pattern_settle, t_setup,
+						t_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

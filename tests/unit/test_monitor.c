@@ -29,6 +29,9 @@
 #include "base/loop.h"
 #include "engine/plugin_loader.h"
 #include "base/state.h"
+#include "base/buf.h"
+#include "base/journal.h"
+#include "lib/proc.h"
 
 #define BOUND_MS 20000
 #define MAX_LINES 256
@@ -668,6 +671,9 @@ static void test_command_succeeds(void **state)
 	assert_int_equal(fx->done_calls, 1);
 }
 
+/* Retries are attempts of one run: `retrying` between them (the attempt to
+ * come, of how many, after what delay, how the failed one ended), one
+ * `finished` after the last, with the attempt it came from. */
 static void test_command_retries(void **state)
 {
 	struct fx *fx = *state;
@@ -679,18 +685,23 @@ static void test_command_retries(void **state)
 	monitor_from(fx, "[monitor]\nname = retry\nnotify = cap\nretry = 2\nretry_delay = 10ms\n"
 			 "command = n=$(cat %s 2>/dev/null || echo 0) && n=$((n+1)) && "
 			 "echo $n > %s && test $n -ge 3\n", count, count);
-	l = wait_kind(fx, "finished");
-	assert_field(l, "outcome", "\"failed\"");
+	l = wait_kind(fx, "retrying");
 	assert_field(l, "run", "1");
+	assert_field(l, "attempt", "2");
+	assert_field(l, "attempts", "3");
 	assert_field(l, "exit_code", "1");
+	assert_field(l, "signal", "null");
+	assert_field(l, "reason", "\"exit 1\"");
 	assert_false(monitor_done(fx->m));
-	l = wait_kind(fx, "finished");
-	assert_field(l, "outcome", "\"failed\"");
-	assert_field(l, "run", "2");
+	l = wait_kind(fx, "retrying");
+	assert_field(l, "run", "1");
+	assert_field(l, "attempt", "3");
 	l = wait_kind(fx, "finished");
 	assert_field(l, "outcome", "\"succeeded\"");
-	assert_field(l, "run", "3");
-	assert_kinds(fx, "attached exited finished attached exited finished "
+	assert_field(l, "run", "1");
+	assert_field(l, "attempt", "3");
+	assert_field(l, "attempts", "3");
+	assert_kinds(fx, "attached exited retrying attached exited retrying "
 			 "attached exited finished");
 	assert_true(monitor_done(fx->m));
 	assert_int_equal(fx->done_calls, 1);
@@ -701,7 +712,7 @@ static void test_command_retries(void **state)
 	assert_string_equal(text, "3\n");
 }
 
-/* retry counts extra attempts: all of them failing ends the monitor failed. */
+/* retry counts extra attempts: all of them failing ends the run failed. */
 static void test_command_retries_exhausted(void **state)
 {
 	struct fx *fx = *state;
@@ -709,13 +720,13 @@ static void test_command_retries_exhausted(void **state)
 
 	monitor_from(fx, "[monitor]\nname = retry2\nnotify = cap\nretry = 1\nretry_delay = 10ms\n"
 			 "command = exit 7\n");
-	wait_kind(fx, "finished");
 	l = wait_kind(fx, "finished");
 	assert_field(l, "outcome", "\"failed\"");
 	assert_field(l, "reason", "\"exit 7\"");
-	assert_field(l, "run", "2");
+	assert_field(l, "run", "1");
+	assert_field(l, "attempt", "2");
 	assert_true(monitor_done(fx->m));
-	assert_kinds(fx, "attached exited finished attached exited finished");
+	assert_kinds(fx, "attached exited retrying attached exited finished");
 }
 
 /* ------------------------------------------------------------- policies */
@@ -793,6 +804,84 @@ static void test_expected_overdue_once(void **state)
 	assert_kinds(fx, "attached overdue exited finished");
 }
 
+/* Wait (bounded) until pid has run longer than ms: a process older than a limit. */
+static void age_past(pid_t pid, int64_t ms)
+{
+	uint64_t start;
+
+	assert_int_equal(proc_start_time(pid, &start), 0);
+	for (int i = 0; i < 1000 && proc_age_ms(start) <= ms; i++)
+		usleep(10000);
+	assert_true(proc_age_ms(start) > ms);
+}
+
+static void test_timeout_already_past_fires(void **state)
+{
+	struct fx *fx = *state;
+	pid_t pid = child_new(fx, IGNORE_TERM);
+	const char *l;
+
+	age_past(pid, 300);
+	monitor_from(fx, "[monitor]\nname = old\npid = %d\nnotify = cap\ntimeout = 200ms\n"
+			 "on_timeout = kill\n", (int)pid);
+	l = wait_kind(fx, "timeout");
+	assert_field(l, "late", "true");
+	assert_field_has(l, "message", "already past");
+	l = wait_kind(fx, "finished");
+	assert_field(l, "outcome", "\"timed_out\"");
+	assert_field_has(l, "reason", "already past");
+}
+
+static void test_expected_already_past_fires(void **state)
+{
+	struct fx *fx = *state;
+	pid_t pid = child_new(fx, KEEP_TERM);
+	const char *l;
+
+	age_past(pid, 300);
+	monitor_from(fx, "[monitor]\nname = oldexp\npid = %d\nnotify = cap\nexpected = 200ms\n",
+		     (int)pid);
+	l = wait_kind(fx, "overdue");
+	assert_field(l, "late", "true");
+	child_go(fx, pid, '0');
+	wait_kind(fx, "finished");
+	assert_kinds(fx, "attached overdue exited finished");
+}
+
+/* The owner's journal holds every event of the run, one JSON line each. */
+static void test_journal_holds_the_run(void **state)
+{
+	struct fx *fx = *state;
+	pid_t pid = child_new(fx, KEEP_TERM);
+	char path[PATH_MAX], text[8192], sdir[128];
+	const char *want[] = {"\"kind\":\"attached\"", "\"kind\":\"exited\"",
+			      "\"kind\":\"finished\""};
+	const char *p = text;
+	struct buf types;
+	FILE *f;
+	size_t n;
+
+	monitor_from(fx, "[monitor]\nname = jr\npid = %d\nnotify = cap\n", (int)pid);
+	child_go(fx, pid, '0');
+	wait_kind(fx, "finished");
+	snprintf(sdir, sizeof(sdir), "%s/state", fx->dir);
+	assert_int_equal(journal_path(sdir, "jr", path, sizeof(path)), 0);
+	assert_non_null(f = fopen(path, "r"));
+	n = fread(text, 1, sizeof(text) - 1, f);
+	fclose(f);
+	text[n] = '\0';
+	for (size_t i = 0; i < 3; i++) {
+		assert_non_null(p = strstr(p, want[i]));
+		p = strchr(p, '\n');
+		assert_non_null(p);
+	}
+	assert_string_equal(p, "\n");
+	buf_init(&types);
+	assert_int_equal(journal_types(text, (size_t)(strchr(text, '\n') - text), &types), 0);
+	assert_string_equal(buf_cstr(&types), "is"); /* start_time, cmdline */
+	buf_free(&types);
+}
+
 /* ----------------------------------------------------------- recurring */
 
 static void test_pid_file_runs_count_up(void **state)
@@ -857,6 +946,127 @@ static void test_bad_monitor_reports(void **state)
 	assert_int_equal(engine_pending(fx->e), 0);
 }
 
+/* ------------------------------------------------------------- retries */
+
+static void read_text(const char *path, char *out, size_t len)
+{
+	FILE *f = fopen(path, "r");
+	size_t n;
+
+	assert_non_null(f);
+	n = fread(out, 1, len - 1, f);
+	out[n] = '\0';
+	fclose(f);
+}
+
+/* Between attempts the run record says `retrying`, with the attempt to come
+ * and when; the run number stays. */
+static void test_retry_waits_in_state_retrying(void **state)
+{
+	struct fx *fx = *state;
+	char sdir[128];
+	struct run_record r;
+
+	monitor_from(fx, "[monitor]\nname = rs\nnotify = cap\nretry = 1\nretry_delay = 1h\n"
+			 "command = exit 3\n");
+	wait_kind(fx, "retrying");
+	snprintf(sdir, sizeof(sdir), "%s/state", fx->dir);
+	assert_int_equal(state_read(sdir, "rs", &r), 0);
+	assert_string_equal(r.state, "retrying");
+	assert_string_equal(r.outcome, "");
+	assert_int_equal(r.run, 1);
+	assert_int_equal(r.attempt, 2);
+	assert_int_equal(r.attempts, 2);
+	assert_true(r.next_at_ms > r.ended_ms + 3000000);
+	assert_false(monitor_done(fx->m));
+	assert_kinds(fx, "attached exited retrying");
+}
+
+/* The job knows who it is; retry_command runs from the second attempt on. */
+static void test_retry_command_and_environment(void **state)
+{
+	struct fx *fx = *state;
+	char trail[128], text[256];
+	const char *l;
+
+	snprintf(trail, sizeof(trail), "%s/trail", fx->dir);
+	monitor_from(fx, "[monitor]\nname = env\nnotify = cap\nretry = 2\nretry_delay = 10ms\n"
+			 "command = echo first $VIGIL_JOB $VIGIL_RUN $VIGIL_ATTEMPT >> %s; exit 1\n"
+			 "retry_command = echo resume $VIGIL_JOB $VIGIL_RUN $VIGIL_ATTEMPT >> %s\n",
+			 trail, trail);
+	l = wait_kind(fx, "finished");
+	assert_field(l, "outcome", "\"succeeded\"");
+	assert_field(l, "attempt", "2");
+	read_text(trail, text, sizeof(text));
+	assert_string_equal(text, "first env 1 1\nresume env 1 2\n");
+}
+
+/* before_retry gets the retrying event on stdin, and the next attempt starts
+ * only once it has ended (here the attempt needs what the hook leaves). */
+static void test_before_retry_runs_before_the_next_attempt(void **state)
+{
+	struct fx *fx = *state;
+	char json[128], text[4096];
+	const char *l;
+
+	snprintf(json, sizeof(json), "%s/before.json", fx->dir);
+	monitor_from(fx, "[monitor]\nname = br\nnotify = cap\nretry = 1\nretry_delay = 0\n"
+			 "command = test -s %s\n"
+			 "before_retry = sleep 0.2; cat > %s.tmp && mv %s.tmp %s\n",
+			 json, json, json, json);
+	l = wait_kind(fx, "finished");
+	assert_field(l, "outcome", "\"succeeded\"");
+	assert_field(l, "attempt", "2");
+	read_text(json, text, sizeof(text));
+	assert_non_null(strstr(text, "\"kind\":\"retrying\""));
+	assert_non_null(strstr(text, "\"attempt\":2"));
+	assert_non_null(strstr(text, "\"monitor\":\"br\""));
+}
+
+/* on_failure runs before `finished` (given it on stdin); its failure is in
+ * the outcome's reason. */
+static void test_on_failure_before_finished(void **state)
+{
+	struct fx *fx = *state;
+	char out[128], text[4096];
+	const char *l;
+
+	snprintf(out, sizeof(out), "%s/failure.json", fx->dir);
+	monitor_from(fx, "[monitor]\nname = of\nnotify = cap\ncommand = exit 4\n"
+			 "on_failure = cat > %s; exit 2\n", out);
+	l = wait_kind(fx, "finished");
+	assert_field(l, "outcome", "\"failed\"");
+	assert_field(l, "reason", "\"exit 4; on_failure failed (exit 2)\"");
+	read_text(out, text, sizeof(text));
+	assert_non_null(strstr(text, "\"kind\":\"finished\""));
+	assert_non_null(strstr(text, "\"outcome\":\"failed\""));
+	assert_true(monitor_done(fx->m));
+	assert_int_equal(fx->done_calls, 1);
+}
+
+/* A hook past hook_timeout is killed, with its whole process group. */
+static void test_hook_timeout_kills_the_hook(void **state)
+{
+	struct fx *fx = *state;
+	char pidf[128], text[64];
+	const char *l;
+
+	snprintf(pidf, sizeof(pidf), "%s/hook.pid", fx->dir);
+	monitor_from(fx, "[monitor]\nname = ht\nnotify = cap\ncommand = exit 1\n"
+			 "hook_timeout = 100ms\non_failure = sleep 300 & echo $! > %s; wait\n",
+			 pidf);
+	l = wait_kind(fx, "finished");
+	assert_field(l, "reason", "\"exit 1; on_failure killed after 100ms (hook_timeout)\"");
+	read_text(pidf, text, sizeof(text));
+	/* the group got SIGKILL: the sleeper is gone (or a zombie not yet reaped) */
+	pid_t sleeper = (pid_t)atoi(text);
+	int64_t end = loop_clock_ms() + BOUND_MS;
+
+	while (kill(sleeper, 0) == 0 && proc_state(sleeper) != 'Z' && loop_clock_ms() < end)
+		assert_int_equal(loop_run_once(fx->loop, 20), 0);
+	assert_true(kill(sleeper, 0) != 0 || proc_state(sleeper) == 'Z');
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -880,8 +1090,16 @@ int main(void)
 		T(test_timeout_kill),
 		T(test_timeout_notify_only),
 		T(test_expected_overdue_once),
+		T(test_timeout_already_past_fires),
+		T(test_expected_already_past_fires),
+		T(test_journal_holds_the_run),
 		T(test_pid_file_runs_count_up),
 		T(test_bad_monitor_reports),
+		T(test_retry_waits_in_state_retrying),
+		T(test_retry_command_and_environment),
+		T(test_before_retry_runs_before_the_next_attempt),
+		T(test_on_failure_before_finished),
+		T(test_hook_timeout_kills_the_hook),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -378,6 +378,103 @@ static void test_default_dir(void **state)
 	assert_true(buf[0] != '\0');
 }
 
+/* ------------------------------------------------------ extra folders */
+
+/* A second private folder, 0755, inside the first one's fixture. */
+static void make_extra(struct fix *f, char *dir, size_t len, const char *leaf)
+{
+	snprintf(dir, len, "%s/%s", f->dir, leaf);
+	assert_int_equal(mkdir(dir, 0755), 0);
+	assert_int_equal(chmod(dir, 0755), 0);
+}
+
+static void copy_plugin_to(struct fix *f, const char *name, const char *dir)
+{
+	char src[PATH_MAX], as[128];
+
+	snprintf(src, sizeof(src), "%s/plugins/%s.so", f->build, name);
+	snprintf(as, sizeof(as), "%s.so", name);
+	copy_file(src, dir, as, 0644);
+}
+
+static void remove_extra(const char *dir, const char *const *names)
+{
+	char path[PATH_MAX];
+
+	for (; *names; names++) {
+		snprintf(path, sizeof(path), "%s/%s.so", dir, *names);
+		unlink(path);
+	}
+	rmdir(dir);
+}
+
+/* plugin_path adds folders after the built-in one; a name in both loads from
+ * the first; each loaded plugin knows its folder; load_all lists each once. */
+static void test_plugin_path_order(void **state)
+{
+	struct fix *f = *state;
+	char a[256], b[256], path[1024], err[512] = "";
+	const char *const in_a[] = {"stdout", "file", NULL}, *const in_b[] = {"stdout", "log", NULL};
+	struct plugin_set ps;
+
+	copy_plugin(f, "pid", 0644);
+	make_extra(f, a, sizeof(a), "a");
+	make_extra(f, b, sizeof(b), "b");
+	copy_plugin_to(f, "stdout", a);
+	copy_plugin_to(f, "file", a);
+	copy_plugin_to(f, "stdout", b);
+	copy_plugin_to(f, "log", b);
+	snprintf(path, sizeof(path), "%s/missing:%s::%s", f->dir, a, b);
+	plugin_set_init(&ps, f->dir);
+	assert_int_equal(plugin_set_add_path(&ps, path), 0);
+	assert_non_null(plugin_get(&ps, "log", VIGIL_PLUGIN_DETECTOR, err, sizeof(err)));
+	assert_string_equal(ps.items[0].dir, b);
+	assert_non_null(plugin_get(&ps, "stdout", VIGIL_PLUGIN_NOTIFIER, err, sizeof(err)));
+	assert_string_equal(ps.items[1].dir, a); /* a comes before b */
+	assert_non_null(plugin_get(&ps, "pid", 0, err, sizeof(err)));
+	assert_string_equal(ps.items[2].dir, f->dir);
+	expect_refused(&ps, "nope", 0, b); /* the error names the folders searched */
+	plugin_set_free(&ps);
+
+	plugin_set_init(&ps, f->dir);
+	assert_int_equal(plugin_set_add_path(&ps, path), 0);
+	n_load_errors = 0;
+	plugin_load_all(&ps, load_err);
+	assert_int_equal(n_load_errors, 0);
+	assert_int_equal(ps.n, 4); /* file log pid stdout: stdout once */
+	plugin_set_free(&ps);
+	remove_extra(a, in_a);
+	remove_extra(b, in_b);
+}
+
+/* An extra folder follows the built-in folder's trust rules: untrusted, its
+ * plugins are not loaded and the error says why; the built-in ones still are. */
+static void test_plugin_path_untrusted(void **state)
+{
+	struct fix *f = *state;
+	char a[256], err[512] = "";
+	const char *const in_a[] = {"log", NULL};
+	struct plugin_set ps;
+
+	copy_plugin(f, "pid", 0644);
+	make_extra(f, a, sizeof(a), "a");
+	copy_plugin_to(f, "log", a);
+	assert_int_equal(chmod(a, 0777), 0);
+	plugin_set_init(&ps, f->dir);
+	assert_int_equal(plugin_set_add_path(&ps, a), 0);
+	expect_refused(&ps, "log", 0, "not trusted");
+	assert_non_null(plugin_get(&ps, "pid", 0, err, sizeof(err)));
+	n_load_errors = 0;
+	load_errors[0] = '\0';
+	plugin_load_all(&ps, load_err);
+	assert_int_equal(n_load_errors, 1);
+	assert_string_equal(load_errors, a);
+	assert_int_equal(ps.n, 1);
+	plugin_set_free(&ps);
+	assert_int_equal(chmod(a, 0755), 0);
+	remove_extra(a, in_a);
+}
+
 /* ---------------------------------------------------------- descriptors */
 
 static int fake_create(const struct vigil_host *h, struct vigil_ctx *c,
@@ -476,6 +573,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_untrusted_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_folder_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_kind_mismatch, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_plugin_path_order, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_plugin_path_untrusted, setup, teardown),
 		cmocka_unit_test(test_default_dir),
 		cmocka_unit_test(test_check_descriptor),
 	};

@@ -349,6 +349,45 @@ static void test_memory_percent(void **state)
 	assert_true(ev_num(e, "value") == 10.9375);
 }
 
+/* The threshold is shown with the value's precision, one more decimal until
+ * the two differ: never "22 GB available, below 22 GB". */
+static void test_message_precision(void **state)
+{
+	struct fx *f = *state;
+
+	write_meminfo(f, 64 * GIB, 21.98 * GIB);
+	add_base(f);
+	add_line(f, "memory = %s", "22G");
+	instantiate(f);
+	assert_true(fake_host_wait_events(f->fh, 1, WAIT_MS));
+	assert_string_equal(fake_host_event(f->fh, 0)->message,
+			    "memory: 21.98 GB available, below 22.00 GB");
+	assert_null(fake_event_field(fake_host_event(f->fh, 0), "eta_full"));
+
+	write_meminfo(f, 64 * GIB, 23.2 * GIB);
+	assert_true(fake_host_wait_events(f->fh, 2, WAIT_MS));
+	assert_string_equal(fake_host_event(f->fh, 1)->message,
+			    "memory: 23 GB available, back above 22 GB");
+
+	write_meminfo(f, 64 * GIB, 21.6 * GIB);
+	assert_true(fake_host_wait_events(f->fh, 3, WAIT_MS));
+	assert_string_equal(fake_host_event(f->fh, 2)->message,
+			    "memory: 21.6 GB available, below 22.0 GB");
+}
+
+static void test_message_precision_percent(void **state)
+{
+	struct fx *f = *state;
+
+	write_meminfo(f, 8 * GIB, 0.0996 * 8 * GIB);
+	add_base(f);
+	add_line(f, "memory = %s", "10%");
+	instantiate(f);
+	assert_true(fake_host_wait_events(f->fh, 1, WAIT_MS));
+	assert_string_equal(fake_host_event(f->fh, 0)->message,
+			    "memory: 9.96% available, below 10.00%");
+}
+
 /* A fake proc_dir takes no trigger: both PSI resources fall back to sampling
  * avg10, each from its own line (some or full). */
 static void test_psi_sampling_fallback(void **state)
@@ -659,6 +698,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_inodes, setup, teardown),
 		cmocka_unit_test(test_bad_options),
 		cmocka_unit_test(test_good_options),
+		cmocka_unit_test_setup_teardown(test_message_precision, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_message_precision_percent, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, NULL);

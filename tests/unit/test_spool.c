@@ -480,6 +480,195 @@ static void test_queue_spools_before_first_attempt(void **state)
 		buf_free(&m[i].json);
 }
 
+/* ------------------------------------------------------------- resync */
+
+#define RS_N 6
+
+/* Where each record's frame starts in a segment file, and the file's size:
+ * "VIGILSG2", then per record a 24-byte header whose u32 at 12 is the
+ * payload length. */
+static size_t frame_offsets(const char *path, size_t *offs, size_t max, size_t *size)
+{
+	FILE *f = fopen(path, "rb");
+	size_t n = 0, off = 8;
+	unsigned char h[24];
+
+	assert_non_null(f);
+	while (n < max && fseek(f, (long)off, SEEK_SET) == 0 && fread(h, 1, 24, f) == 24) {
+		offs[n++] = off;
+		off += 24 + (size_t)(h[12] | h[13] << 8 | h[14] << 16 | (uint32_t)h[15] << 24);
+	}
+	fseek(f, 0, SEEK_END);
+	*size = (size_t)ftell(f);
+	fclose(f);
+	return n;
+}
+
+static void poke(const char *path, size_t at, unsigned char byte)
+{
+	FILE *f = fopen(path, "r+b");
+
+	assert_non_null(f);
+	assert_int_equal(fseek(f, (long)at, SEEK_SET), 0);
+	fputc(byte, f);
+	fclose(f);
+}
+
+struct rs {
+	struct spool *s;
+	struct made m[RS_N];
+	char path[512];
+	size_t offs[RS_N + 1], size;
+};
+
+/* One segment of RS_N records by a writer that is gone; record `acked` (if
+ * below RS_N) delivered and flushed first. */
+static void rs_write(struct rs *x, uint32_t acked)
+{
+	struct spool_item it[RS_N];
+	char err[200];
+
+	assert_int_equal(spool_open(root, "rs", &x->s, err, sizeof(err)), 0);
+	for (int i = 0; i < RS_N; i++) {
+		make(&x->m[i], "match", "x");
+		it[i] = (struct spool_item){.rec = &x->m[i].rec};
+	}
+	assert_int_equal(spool_write(x->s, it, RS_N), 0);
+	seg_path(x->path, sizeof(x->path), "rs", it[0].seg);
+	if (acked < RS_N) {
+		spool_done(x->s, it[acked].seg, it[acked].index);
+		assert_int_equal(spool_flush(x->s), 0);
+	}
+	spool_close(x->s);
+	assert_int_equal(frame_offsets(x->path, x->offs, RS_N, &x->size), RS_N);
+	x->offs[RS_N] = x->size;
+}
+
+/* Adopt: the ids replayed must be exactly `want` (record numbers, in
+ * order), *bad the count of damaged records; then deliver them all and the
+ * segment is gone. Returns the damaged bytes reported. */
+static size_t rs_adopt(struct rs *x, const int *want, size_t n_want, size_t want_bad)
+{
+	struct replay rp = {0};
+	char err[200];
+	size_t bad, bytes;
+	struct stat st;
+
+	assert_int_equal(spool_open(root, "rs", &x->s, err, sizeof(err)), 0);
+	assert_int_equal(spool_adopt(x->s, on_replay, &rp, &bad), 0);
+	assert_int_equal(bad, want_bad);
+	assert_int_equal(rp.n, n_want);
+	for (size_t i = 0; i < n_want; i++) {
+		assert_string_equal(rp.ids[i], x->m[want[i]].id);
+		assert_int_equal(rp.index[i], (uint32_t)want[i]);
+	}
+	for (size_t i = 0; i < rp.n; i++) {
+		assert_int_equal(count_dir("rs"), 1); /* kept while one is pending */
+		spool_done(x->s, rp.seg[i], rp.index[i]);
+	}
+	assert_int_equal(count_dir("rs"), 0);
+	assert_int_not_equal(stat(x->path, &st), 0);
+	bytes = spool_bad_bytes(x->s);
+	spool_close(x->s);
+	for (int i = 0; i < RS_N; i++)
+		buf_free(&x->m[i].json);
+	return bytes;
+}
+
+/* Total size of the files in dead/. */
+static size_t dead_bytes(void)
+{
+	char path[512], f[800];
+	struct dirent *de;
+	struct stat st;
+	size_t n = 0;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "%s/rs/dead", root);
+	d = opendir(path);
+	assert_non_null(d);
+	while ((de = readdir(d)))
+		if (de->d_name[0] != '.') {
+			snprintf(f, sizeof(f), "%s/%s", path, de->d_name);
+			assert_int_equal(stat(f, &st), 0);
+			n += (size_t)st.st_size;
+		}
+	closedir(d);
+	return n;
+}
+
+/* One flipped byte in the first record loses that record only. */
+static void test_resync_flipped_first(void **state)
+{
+	static const int want[] = {1, 2, 3, 4, 5};
+	struct rs x;
+	size_t rec0;
+
+	(void)state;
+	rs_write(&x, RS_N);
+	rec0 = x.offs[1] - x.offs[0];
+	poke(x.path, x.offs[0] + 40, '#'); /* inside its JSON */
+	assert_int_equal(rs_adopt(&x, want, 5, 1), rec0);
+	assert_int_equal(count_dir("rs/dead"), 1);
+	assert_int_equal(dead_bytes(), rec0);
+}
+
+/* A bad length and a bad magic: the reader finds the next frame. */
+static void test_resync_bad_length_and_magic(void **state)
+{
+	static const int want[] = {0, 2, 4, 5};
+	struct rs x;
+
+	(void)state;
+	rs_write(&x, RS_N);
+	poke(x.path, x.offs[1] + 13, 0x7f); /* length: ~8 MB */
+	poke(x.path, x.offs[3], 'X');       /* magic */
+	assert_int_equal(rs_adopt(&x, want, 4, 2),
+			 x.offs[2] - x.offs[1] + x.offs[4] - x.offs[3]);
+	assert_int_equal(count_dir("rs/dead"), 2);
+}
+
+/* A cut segment: the whole records before the cut are kept, the cut ones
+ * counted (the count is in every frame), even with no ack lost. */
+static void test_resync_truncated(void **state)
+{
+	static const int want[] = {0, 1, 3};
+	struct rs x;
+
+	(void)state;
+	rs_write(&x, 2); /* record 2 was delivered before the damage */
+	assert_int_equal(truncate(x.path, (off_t)(x.offs[4] + 30)), 0);
+	assert_int_equal(rs_adopt(&x, want, 3, 2), 30);
+}
+
+/* Damaged segment magic and a garbage run full of magic-like bytes: still
+ * every intact record, the acks still pointing at the right ones. */
+static void test_resync_garbage(void **state)
+{
+	static const int want[] = {0, 1, 2, 3, 5};
+	struct rs x;
+
+	(void)state;
+	rs_write(&x, RS_N);
+	poke(x.path, 2, 'Z');
+	for (size_t i = x.offs[4] + 24; i < x.offs[5] - 2; i += 2) {
+		poke(x.path, i, 0xff);
+		poke(x.path, i + 1, 0xfe);
+	}
+	assert_int_equal(rs_adopt(&x, want, 5, 1), 8 + x.offs[5] - x.offs[4]);
+}
+
+/* Nothing intact at all: the bytes go to dead/, the file goes. */
+static void test_resync_nothing_intact(void **state)
+{
+	struct rs x;
+
+	(void)state;
+	rs_write(&x, RS_N);
+	assert_int_equal(truncate(x.path, 20), 0);
+	assert_int_equal(rs_adopt(&x, NULL, 0, 1), 20 - 8); /* after the magic */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -487,6 +676,11 @@ int main(void)
 		cmocka_unit_test(test_folder_name_hides_url),
 		cmocka_unit_test_setup_teardown(test_write_adopt_bury, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_torn_segment, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_resync_flipped_first, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_resync_bad_length_and_magic, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_resync_truncated, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_resync_garbage, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_resync_nothing_intact, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_count_records, setup, teardown),
 		cmocka_unit_test(test_on_filter),
 		cmocka_unit_test_setup_teardown(test_queue_spools_before_first_attempt, setup,

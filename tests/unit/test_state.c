@@ -396,6 +396,29 @@ static void test_ensure_and_default_dir(void **state)
 		assert_string_equal(buf, "/run/vigil");
 }
 
+/* Issue 10, item 2: a folder others can write, or a link, is refused with the
+ * reason, and nothing is written into it. */
+static void test_untrusted_dir_refused(void **state)
+{
+	struct fix *f = *state;
+	char open_dir[PATH_MAX], link[PATH_MAX], err[PATH_MAX + 200];
+	struct run_record r = { .name = "x", .state = "running" };
+
+	snprintf(open_dir, sizeof(open_dir), "%s/open", f->dir);
+	assert_int_equal(mkdir(open_dir, 0700), 0);
+	assert_int_equal(chmod(open_dir, 0777), 0);
+	assert_int_equal(state_check_dir(open_dir, err, sizeof(err)), -EPERM);
+	assert_non_null(strstr(err, "writable by others (mode 0777): refused"));
+	assert_int_equal(state_ensure_dir(open_dir), -EPERM);
+
+	snprintf(link, sizeof(link), "%s/link", f->dir);
+	assert_int_equal(symlink(f->dir, link), 0);
+	assert_int_equal(state_check_dir(link, err, sizeof(err)), -EPERM);
+	assert_non_null(strstr(err, ": a symbolic link: refused"));
+	assert_int_equal(state_check_dir(f->dir, err, sizeof(err)), 0);
+	assert_int_equal(state_write(f->dir, &r), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -408,6 +431,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_failed_write_leaves_nothing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_readers_never_see_half, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ensure_and_default_dir, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_untrusted_dir_refused, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -149,6 +149,11 @@ static const struct vigil_event finished = {
 	VIGIL_EV_FINISHED, "succeeded \xe2\x80\x94 exit 0, /data/out.json present",
 	finished_fields, sizeof(finished_fields) / sizeof(finished_fields[0])};
 
+/* The report block the stdout notifier puts under `finished` above. */
+#define FINISHED_BLOCK                                                                     \
+	"  outcome      succeeded\n  exit status  0\n  duration     12.5 s\n"             \
+	"  peak memory  unknown\n  CPU time     unknown\n  last lines:\n    done\n    bye\n"
+
 static void test_descriptor(void **state)
 {
 	(void)state;
@@ -167,7 +172,7 @@ static void test_text_line(void **state)
 	make_record(f, &rec, &finished, 1);
 	assert_int_equal(plugin->notify(f->inst, 11, &rec), 0);
 	expect_output(f->rd, "07:42:07 export#1 finished: succeeded \xe2\x80\x94 exit 0, "
-			     "/data/out.json present [exit_code=0 duration=12.5s]\n");
+			     "/data/out.json present [exit_code=0 duration=12.5s]\n" FINISHED_BLOCK);
 	assert_int_equal(fake_host_n_deliveries(f->fh), 1);
 	expect_delivery(f->fh, 0, 11, VIGIL_DELIVERED, NULL);
 }
@@ -251,7 +256,7 @@ static void test_regular_file(void **state)
 {
 	struct fixture *f = *state;
 	struct vigil_record rec;
-	char got[256];
+	char got[1024];
 	ssize_t n;
 
 	close(f->wr);
@@ -267,9 +272,9 @@ static void test_regular_file(void **state)
 	got[n] = '\0';
 	assert_string_equal(got,
 		"07:42:07 export#1 finished: succeeded \xe2\x80\x94 exit 0, /data/out.json "
-		"present [exit_code=0 duration=12.5s]\n"
+		"present [exit_code=0 duration=12.5s]\n" FINISHED_BLOCK
 		"07:42:07 export#2 finished: succeeded \xe2\x80\x94 exit 0, /data/out.json "
-		"present [exit_code=0 duration=12.5s]\n");
+		"present [exit_code=0 duration=12.5s]\n" FINISHED_BLOCK);
 	expect_delivery(f->fh, 0, 1, VIGIL_DELIVERED, NULL);
 	expect_delivery(f->fh, 1, 2, VIGIL_DELIVERED, NULL);
 }
@@ -427,6 +432,41 @@ static void test_reader_gone_while_queued(void **state)
 	expect_delivery(f->fh, 1, 2, VIGIL_PERMANENT, strerror(EPIPE));
 }
 
+/* The end-of-run report of a job the OOM killer ended: one block under the
+ * line, the kill named as such, sizes and times readable. */
+static void test_text_report_oom(void **state)
+{
+	struct fixture *f = *state;
+	const struct vigil_bytes tail[] = {{"\x1b[2Jalloc", 9}};
+	const struct vigil_field fields[] = {
+		{"outcome", VIGIL_FIELD_STRING, .u.s = {"failed", 6}},
+		{"exit_code", VIGIL_FIELD_NULL, .u.i = 0},
+		{"signal", VIGIL_FIELD_STRING, .u.s = {"SIGKILL", 7}},
+		{"duration", VIGIL_FIELD_DOUBLE, .u.d = 3725},
+		{"log_tail", VIGIL_FIELD_STRINGS, .u.list = {tail, 1}},
+		{"oom_killed", VIGIL_FIELD_BOOL, .u.b = 1},
+		{"peak_rss_bytes", VIGIL_FIELD_INT, .u.i = 52428800},
+		{"cpu_seconds", VIGIL_FIELD_DOUBLE, .u.d = 1.5},
+		{"progress", VIGIL_FIELD_DOUBLE, .u.d = 42},
+	};
+	const struct vigil_event ev = {VIGIL_EV_FINISHED, "failed", fields,
+				       sizeof(fields) / sizeof(fields[0])};
+	struct vigil_record rec;
+
+	assert_int_equal(start(f, "text"), 0);
+	make_record(f, &rec, &ev, 3);
+	assert_int_equal(plugin->notify(f->inst, 7, &rec), 0);
+	expect_output(f->rd, "07:42:07 export#3 finished: failed [signal=SIGKILL "
+			     "duration=3725s oom_killed=true peak_rss_bytes=52428800 "
+			     "cpu_seconds=1.5 progress=42]\n"
+			     "  outcome      failed\n"
+			     "  exit status  killed by the OOM killer (SIGKILL)\n"
+			     "  duration     1h 02m 05s\n  peak memory  52.4 MB\n"
+			     "  CPU time     1.50 s\n  progress     42\n"
+			     "  last lines:\n    \\x1b[2Jalloc\n");
+	expect_delivery(f->fh, 0, 7, VIGIL_DELIVERED, NULL);
+}
+
 static void test_bad_options(void **state)
 {
 	struct fixture *f = *state;
@@ -459,6 +499,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_reader_gone_while_queued, setup_pipe,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_bad_options, setup_pipe, teardown),
+		cmocka_unit_test_setup_teardown(test_text_report_oom, setup_pipe, teardown),
 	};
 
 	plugin = fake_host_load_plugin(getenv("VIGIL_TEST_PLUGIN"));

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -147,6 +148,54 @@ static void test_depth_limit(void **state)
 	assert_int_equal(eval(deep, F, F, F, F), F);
 }
 
+/* "exit OP exit OP ..." with n terms, malloc'd. */
+static char *chain(size_t n, const char *op)
+{
+	size_t len = n * (strlen(op) + 6) + 1, w = 0;
+	char *s = malloc(len);
+
+	assert_non_null(s);
+	for (size_t i = 0; i < n; i++)
+		w += (size_t)snprintf(s + w, len - w, "%s%s", i ? op : "", "exit");
+	return s;
+}
+
+/* Issue 10, item 3: 500,000 terms passed the parser and overflowed the stack of
+ * the recursive evaluator. Now refused at parse time, with the column. */
+static void test_long_chain_refused(void **state)
+{
+	char *text = chain(500000, " and ");
+	struct success_expr *e = NULL;
+	char err[256];
+
+	assert_int_equal(success_expr_parse(text, &e, err, sizeof(err)), -EINVAL);
+	assert_null(e);
+	assert_non_null(strstr(err, "expression too long at column "));
+	assert_non_null(strstr(err, "(at most 1000 terms)"));
+	free(text);
+}
+
+/* At the limit, chains of either kind and chains nested in parentheses
+ * evaluate with Kleene's rules, operand by operand. */
+static void test_long_chain_at_limit(void **state)
+{
+	char *and_chain = chain(1000, " and "), *or_chain = chain(1000, " or ");
+	char mixed[256];
+
+	assert_int_equal(eval(and_chain, T, F, F, F), T);
+	assert_int_equal(eval(and_chain, U, F, F, F), U);
+	assert_int_equal(eval(or_chain, F, F, F, F), F);
+	assert_int_equal(eval(or_chain, U, F, F, F), U);
+	free(and_chain);
+	free(or_chain);
+	snprintf(mixed, sizeof(mixed), "(file or success) and not failure and (exit or file)");
+	assert_int_equal(eval(mixed, U, T, F, F), T);
+	assert_int_equal(eval(mixed, U, F, T, F), U);
+	assert_int_equal(eval(mixed, T, F, T, T), F);
+	assert_int_equal(eval("exit and file or success and not failure", F, F, T, F), T);
+	assert_int_equal(eval("exit and file or success and not failure", T, U, F, F), U);
+}
+
 static void test_free_null(void **state)
 {
 	success_expr_free(NULL);
@@ -161,6 +210,8 @@ int main(void)
 		cmocka_unit_test(test_precedence),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_depth_limit),
+		cmocka_unit_test(test_long_chain_refused),
+		cmocka_unit_test(test_long_chain_at_limit),
 		cmocka_unit_test(test_free_null),
 	};
 

@@ -1,5 +1,6 @@
 /*
- * vigil plugin ABI.
+ * vigil plugin ABI. The guide (a tutorial, the events the core acts on, the
+ * lifecycle, plugin folders, the sandbox): vigil-plugin(7).
  *
  * A plugin is one shared object exporting one symbol, `vigil_plugin_descriptor`,
  * made with VIGIL_PLUGIN(). The core checks `abi_version` (exact match) and `size`
@@ -132,7 +133,7 @@ struct vigil_field {
 	} u;
 };
 
-/* Event kinds of schema v1 (DESIGN.md, "Events as JSON"). */
+/* Event kinds of schema v1: which ones the core acts on, see vigil-plugin(7). */
 #define VIGIL_EV_ATTACHED "attached"
 #define VIGIL_EV_EXITED "exited"
 #define VIGIL_EV_FILE "file"
@@ -144,6 +145,12 @@ struct vigil_field {
 #define VIGIL_EV_PRESSURE "pressure"
 #define VIGIL_EV_RECOVERED "recovered"
 #define VIGIL_EV_FINISHED "finished"
+/* Emitted by the core only (a notifier sees them; a detector never sends them). */
+#define VIGIL_EV_WAITING "waiting"
+#define VIGIL_EV_RETRYING "retrying"
+#define VIGIL_EV_STOPPED "stopped"
+#define VIGIL_EV_CONTINUED "continued"
+#define VIGIL_EV_MISSED "missed"
 
 /* What a detector reports. The core adds v, id, time, host, monitor, run and
  * detector; `pid` is taken from the fields when present, else from the target. */
@@ -265,6 +272,11 @@ struct vigil_host {
 
 	/* The plugin's shared state (see shared_create), or NULL. */
 	void *(*shared)(struct vigil_ctx *ctx);
+
+	/* The pid detector, just before exited(): what the kernel tells of the
+	 * ended process, as `finished` fields (peak_rss_bytes, cpu_seconds,
+	 * oom_killed); one left out or VIGIL_FIELD_NULL is unknown. Copied. */
+	void (*exit_facts)(struct vigil_ctx *ctx, const struct vigil_field *fields, size_t n);
 };
 
 /* ---------------------------------------------------------------- descriptor */
