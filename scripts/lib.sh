@@ -2,6 +2,12 @@
 # shellcheck shell=bash
 BUILD_DEPS=(meson ninja-build gcc pkg-config libinih-dev libcurl4-openssl-dev libssl-dev
 	libpcre2-dev libcmocka-dev libjson-c-dev python3)
+# What the tests drive for real: an SMTP receiver (aiosmtpd), logrotate, pv (progress),
+# openssl (test certificates), Prometheus, its node exporter and Alertmanager, make
+# and pkg-config (an out-of-tree plugin), and for the package test dpkg-buildpackage,
+# dh, scdoc (man pages) and systemd-analyze.
+TEST_DEPS=(python3-aiosmtpd logrotate pv openssl make prometheus prometheus-node-exporter
+	prometheus-alertmanager dpkg-dev debhelper scdoc systemd)
 
 # install_missing WHO PKG...: apt-get install the packages dpkg does not list as
 # installed, if any (as root, or through sudo).

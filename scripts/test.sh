@@ -7,12 +7,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR=${BUILD_DIR:-build}
-# Build deps, then what the integration tests run: aiosmtpd (SMTP receiver),
-# logrotate (rotation), setpriv and unshare (util-linux, always there), and for the
-# package test dpkg-buildpackage, dh, scdoc (man pages), systemd-analyze.
+# Build deps, then what the tests run (scripts/lib.sh: TEST_DEPS), and for the
+# system test debootstrap and systemd-nspawn: the suites unit, integration and
+# system (the .deb under a real systemd in a container; SKIP_SYSTEM=1 leaves it out).
 # shellcheck source=scripts/lib.sh
 . scripts/lib.sh
-install_missing test "${BUILD_DEPS[@]}" python3-aiosmtpd logrotate prometheus-alertmanager \
-	dpkg-dev debhelper scdoc systemd
+install_missing test "${BUILD_DEPS[@]}" "${TEST_DEPS[@]}" debootstrap systemd-container
 build "$BUILD_DIR"
-exec meson test -C "$BUILD_DIR" --print-errorlogs --suite unit --suite integration "$@"
+suites=(--suite unit --suite integration)
+[ "${SKIP_SYSTEM:-0}" = 1 ] || suites+=(--suite system)
+exec meson test -C "$BUILD_DIR" --print-errorlogs "${suites[@]}" "$@"

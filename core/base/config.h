@@ -88,6 +88,8 @@ struct monitor_config {
 	int64_t expected_ms;
 	bool expected_auto;       /* expected = auto: learned from the history */
 	double expected_margin;   /* times the p95 of successful runs; 0: 1.5 */
+	int64_t min_duration_ms;  /* a successful-looking run shorter is too_fast */
+	bool min_duration_auto;   /* min_duration = auto: learned from the history */
 	int64_t every_ms, grace_ms; /* agent: a run should start every every_ms (0: off) */
 	int64_t timeout_ms;
 	enum on_timeout on_timeout;

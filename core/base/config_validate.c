@@ -218,6 +218,9 @@ const struct vigil_option config_monitor_options[] = {
 	  "expected run time (DUR, or auto: learned from the history): warn when overrun" },
 	{ "expected_margin", VIGIL_OPT_STRING, 0, "1.5",
 	  "expected = auto: the p95 of the last successful runs times this" },
+	{ "min_duration", VIGIL_OPT_STRING, 0, NULL,
+	  "a run shorter than this (DUR, or auto: the p5 of the last successful runs divided "
+	  "by expected_margin) is reported too_fast" },
 	{ "every", VIGIL_OPT_DURATION, 0, NULL,
 	  "agent, pid_file/match: a run starts this often (else a missed event)" },
 	{ "grace", VIGIL_OPT_DURATION, 0, "0s", "slack after `every` before a run counts as missed" },
@@ -417,14 +420,14 @@ static const struct {
 	{ "deliver_timeout", offsetof(struct monitor_config, deliver_timeout_ms) },
 };
 
-/* expected = DUR | auto; expected_margin = a number from 1 to 100. */
+/* expected, min_duration = DUR | auto; expected_margin = a number from 1 to 100. */
 static int monitor_learned_check(const struct vigil_value *v, char *err, size_t errlen)
 {
 	int64_t ms;
 	char *end;
 	double x;
 
-	if (!strcmp(v->key, "expected")) {
+	if (!strcmp(v->key, "expected") || !strcmp(v->key, "min_duration")) {
 		if (!strcmp(v->text, "auto") || config_parse_duration_ms(v->text, &ms) == 0)
 			return 0;
 		return config_fail(err, errlen, -EINVAL, "\"%s\": use a duration (15m) or auto",
@@ -442,6 +445,10 @@ static void monitor_apply_learned(struct monitor_config *m, const struct vigil_v
 {
 	if (!strcmp(v->key, "expected_margin"))
 		m->expected_margin = strtod(v->text, NULL);
+	else if (!strcmp(v->key, "min_duration") && !strcmp(v->text, "auto"))
+		m->min_duration_auto = true;
+	else if (!strcmp(v->key, "min_duration"))
+		config_parse_duration_ms(v->text, &m->min_duration_ms);
 	else if (!strcmp(v->text, "auto"))
 		m->expected_auto = true;
 	else
@@ -456,7 +463,8 @@ static int monitor_check_value(const struct vigil_value *v, char *err, size_t er
 
 	if (!strcmp(v->key, "name"))
 		return monitor_name_check(v->text, err, errlen);
-	if (!strcmp(v->key, "expected") || !strcmp(v->key, "expected_margin"))
+	if (!strcmp(v->key, "expected") || !strcmp(v->key, "expected_margin") ||
+	    !strcmp(v->key, "min_duration"))
 		return monitor_learned_check(v, err, errlen);
 	if (!strcmp(v->key, "pid") && (v->number < 1 || v->number > INT_MAX))
 		return config_fail(err, errlen, -EINVAL, "\"%s\" is not a process id", v->text);
@@ -521,7 +529,7 @@ static void monitor_apply(struct monitor_config *m, const struct vigil_value *v,
 				 : !strcmp(v->text, "leave") ? DESCENDANTS_LEAVE : DESCENDANTS_WAIT;
 	else if (!strcmp(v->key, "notify"))
 		monitor_add_notify(m, v, d);
-	else if (!strncmp(v->key, "expected", 8))
+	else if (!strncmp(v->key, "expected", 8) || !strcmp(v->key, "min_duration"))
 		monitor_apply_learned(m, v);
 }
 

@@ -366,6 +366,16 @@ int64_t history_learned_expected_ms(const struct history *h, double margin, size
 	return (int64_t)(p95 * margin * 1000.0 + 0.5) + 1;
 }
 
+int64_t history_learned_min_ms(const struct history *h, double margin, size_t *n_ok)
+{
+	struct history w = learn_window(h, n_ok);
+	double p5;
+
+	if (*n_ok < HISTORY_LEARN_MIN || (p5 = history_success_quantile(&w, 0.05)) < 0)
+		return 0;
+	return (int64_t)(p5 / (margin > 0 ? margin : HISTORY_MARGIN_DEFAULT) * 1000.0);
+}
+
 int64_t history_learned_expected_for(const char *dir, const char *name, double margin,
 				     size_t *n_ok)
 {

@@ -78,6 +78,9 @@ double history_success_quantile(const struct history *h, double p);
  * ms; 0 while fewer than HISTORY_LEARN_MIN. *n_ok: the successful runs seen
  * (capped at the window), for "learning (3/5 runs)". */
 int64_t history_learned_expected_ms(const struct history *h, double margin, size_t *n_ok);
+/* min_duration = auto: the p5 of the learned runs divided by margin, in ms;
+ * 0 while fewer than HISTORY_LEARN_MIN (or when that is under 1 ms). */
+int64_t history_learned_min_ms(const struct history *h, double margin, size_t *n_ok);
 /* The same from NAME's history file in dir (a missing file: nothing learned). */
 int64_t history_learned_expected_for(const char *dir, const char *name, double margin,
 				     size_t *n_ok);

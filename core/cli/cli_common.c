@@ -31,6 +31,7 @@ static const struct flag_map job_flags[] = {
 	{"name", "monitor", "name", 0},
 	{"timeout", "monitor", "timeout", 0},
 	{"expected", "monitor", "expected", 0},
+	{"min-duration", "monitor", "min_duration", 0},
 	{"on-timeout", "monitor", "on_timeout", 0},
 	{"kill-grace", "monitor", "kill_grace", 0},
 	{"rule", "monitor", "success", 0},

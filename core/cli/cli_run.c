@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "cli_after.h"
 #include "cli_session.h"
 #include "lib/proc.h"
 #include "base/safe_file.h"
@@ -36,6 +37,9 @@ static const char usage[] =
 	"POLICY      --timeout DUR --expected DUR --on-timeout notify|term|kill --kill-grace DUR\n"
 	"            --retry N --retry-delay DUR --rule EXPR\n"
 	"NOTIFY      --notify stdout|json|webhook:URL|email:ADDRESS|NAME (repeatable)\n"
+	"AFTER       --after NAME (repeatable): start once job NAME's current run has ended,\n"
+	"            only if it succeeded (else this run ends failed, never started);\n"
+	"            --after-any NAME: start once it has ended, whatever the outcome\n"
 	"\n"
 	"Then: vigil status NAME, vigil logs -f NAME, vigil watch NAME, vigil stop NAME.\n";
 
@@ -132,18 +136,35 @@ static void job_started(struct session *s, const char *err, void *arg)
 {
 	struct started_info *si = arg;
 
-	if (err) {
-		dprintf(si->ready_fd, "E %s\n", err);
-	} else {
+	if (!err)
 		write_pid_file(si->pid_file, monitor_pid(s->m));
+	if (si->ready_fd < 0)
+		return; /* --after: the foreground was told already */
+	if (err)
+		dprintf(si->ready_fd, "E %s\n", err);
+	else
 		dprintf(si->ready_fd, "P %d\n", (int)monitor_pid(s->m));
-	}
 	close(si->ready_fd);
 }
 
+/* --after: the foreground need not wait for the predecessors; true: the
+ * command may start (else the run has ended, failed, without it). */
+static bool wait_predecessors(struct session *s, struct after_set *after,
+			      struct started_info *si)
+{
+	char names[600];
+
+	if (after->n == 0)
+		return true;
+	dprintf(si->ready_fd, "W %s\n", after_names(after, names, sizeof(names)));
+	close(si->ready_fd);
+	si->ready_fd = -1;
+	return after_wait(after, s);
+}
+
 /* In the supervisor: detach, run the monitor, report readiness through fd. */
-static int supervise(struct cli_job *job, const char *state_dir, const char *log,
-		     const char *pid_file, int ready_fd)
+static int supervise(struct cli_job *job, struct after_set *after, const char *state_dir,
+		     const char *log, const char *pid_file, int ready_fd)
 {
 	struct session s;
 	char sup_log[PATH_MAX + 8], err[PATH_MAX + 128];
@@ -173,7 +194,8 @@ static int supervise(struct cli_job *job, const char *state_dir, const char *log
 		s.started = job_started;
 		s.started_arg = &si;
 		s.outlive = true; /* nobody waits for us: deliver everything */
-		rc = session_run(&s, false);
+		wait_predecessors(&s, after, &si);
+		rc = session_run(&s, false); /* after a failed wait: delivers, exits */
 	} else {
 		dprintf(ready_fd, "E cannot start the supervisor (see %s)\n", sup_log);
 	}
@@ -191,29 +213,39 @@ static int report_started(struct cli_job *job, int ready_fd, const char *log,
 	while ((n = read(ready_fd, buf + got, sizeof(buf) - 1 - got)) > 0)
 		got += (size_t)n;
 	buf[got] = '\0';
-	if (got == 0 || buf[0] != 'P') {
+	if (got > 2 && buf[0] == 'W') {
+		buf[strcspn(buf, "\n")] = '\0';
+		printf("%s waits for %s\n", job->name, buf + 2);
+	} else if (got == 0 || buf[0] != 'P') {
 		fprintf(stderr, "vigil run: %s", got > 2 ? buf + 2 : "the supervisor failed to start\n");
 		return EXIT_USAGE;
+	} else {
+		printf("started %s (pid %d)\n", job->name, atoi(buf + 2));
 	}
-	printf("started %s (pid %d)\n"
-	       "  log:      %s\n"
+	printf("  log:      %s\n"
 	       "  pid file: %s\n"
 	       "  status:   vigil status %s\n"
 	       "  follow:   vigil logs -f %s\n"
 	       "  watch:    vigil watch %s\n"
 	       "  stop:     vigil stop %s\n",
-	       job->name, atoi(buf + 2), log, pid_file, job->name, job->name, job->name, job->name);
+	       log, pid_file, job->name, job->name, job->name, job->name);
 	return 0;
 }
 
 int cli_run(int argc, char **argv)
 {
 	struct cli_job job;
+	struct after_set after;
 	char log[PATH_MAX], pid_file[PATH_MAX];
 	const char *state_dir;
-	int pipefd[2], rc = cli_job_parse(&job, argc, argv, true, usage);
+	int pipefd[2], rc = after_take_flags(&after, &argc, argv);
 	pid_t pid;
 
+	if (rc) {
+		after_free(&after);
+		return rc;
+	}
+	rc = cli_job_parse(&job, argc, argv, true, usage);
 	if (rc)
 		goto out;
 	state_dir = cli_state_dir();
@@ -223,7 +255,7 @@ int cli_run(int argc, char **argv)
 	}
 	if ((rc = fill_job(&job, state_dir, log, sizeof(log))) ||
 	    (rc = refuse_running_duplicate(state_dir, job.name)) ||
-	    (rc = cli_job_config(&job, true)))
+	    (rc = cli_job_config(&job, true)) || (rc = after_check(&after, job.name)))
 		goto out;
 	job.mc.command_argv = job.argv;
 	if (job.pid_file)
@@ -240,12 +272,13 @@ int cli_run(int argc, char **argv)
 	pid = fork();
 	if (pid == 0) {
 		close(pipefd[0]);
-		_exit(supervise(&job, state_dir, log, pid_file, pipefd[1]));
+		_exit(supervise(&job, &after, state_dir, log, pid_file, pipefd[1]));
 	}
 	close(pipefd[1]);
 	rc = pid < 0 ? EXIT_USAGE : report_started(&job, pipefd[0], log, pid_file);
 	close(pipefd[0]);
 out:
 	cli_job_free(&job);
+	after_free(&after);
 	return rc < 0 ? 0 : rc;
 }

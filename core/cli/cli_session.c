@@ -307,13 +307,14 @@ int session_run(struct session *s, bool live)
 	char err[512] = "";
 
 	s->live = live;
-	if (monitor_start(s->m, err, sizeof(err)) != 0) {
+	/* s->done already: vigil run --after ended the run before its start */
+	if (!s->done && monitor_start(s->m, err, sizeof(err)) != 0) {
 		fprintf(stderr, "vigil: %s: %s\n", monitor_name(s->m), err);
 		if (s->started)
 			s->started(s, err, s->started_arg);
 		return EXIT_USAGE;
 	}
-	if (s->started)
+	if (s->started && !s->done)
 		s->started(s, NULL, s->started_arg);
 	monitor_wait_begins(s->m);
 	if (live && !s->done)

@@ -167,6 +167,11 @@ void monitor_set_status_record(struct monitor *m, const char *dir, const char *n
 /* vigil watch, once started: a pid_file or match target not there yet gets one
  * `waiting` event, and the wait counts against the timeout. */
 void monitor_wait_begins(struct monitor *m);
+/* vigil run --after (monitor_learn.c), before monitor_start: the coming run
+ * waits for `what` (one `waiting` event, record state waiting); or it ends
+ * failed with `why`, never started. */
+void monitor_after_waiting(struct monitor *m, const char *what);
+void monitor_after_failed(struct monitor *m, const char *why);
 /* The target stopped (SIGSTOP...) or continued: a `stopped` / `continued`
  * event and the run record's state. */
 void monitor_stopped(struct monitor *m, bool stopped, int sig);

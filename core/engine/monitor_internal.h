@@ -86,6 +86,8 @@ struct monitor {
 	/* limits: one already past when the run was found fires at once, saying so */
 	bool timeout_late, expected_late;
 	int64_t learned_expected_ms; /* expected = auto: this run's limit, 0 while learning */
+	int64_t min_duration_ms;  /* this run's min_duration (learned for auto), 0: none */
+	bool too_fast;            /* this run ended sooner than min_duration */
 	int64_t attach_mono;     /* when this run's process was found */
 	int64_t wait_start_mono; /* vigil watch began waiting for its target; 0: not */
 	char *waiting_for;       /* what it waits for, for the reason */
@@ -153,5 +155,11 @@ struct detector *monitor_pid_detector_new(struct monitor *m, pid_t pid, struct d
 /* monitor_learn.c: the expected limit of the run beginning (learned for
  * expected = auto); 0: none. */
 int64_t monitor_learn_expected(struct monitor *m);
+/* min_duration: a run ending sooner gets "too_fast" in its reason (called
+ * once the reason is built); its `too_fast` field into f: how many (0, 1). */
+void monitor_learn_too_fast(struct monitor *m);
+size_t monitor_too_fast_field(const struct monitor *m, struct vigil_field *f);
+/* End a run that never began (monitor_run.c): one `finished` with outcome o. */
+void monitor_finish_unattached(struct monitor *m, enum outcome o, const char *why);
 
 #endif

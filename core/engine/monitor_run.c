@@ -175,7 +175,7 @@ static void reset_run_facts(struct monitor *m)
 {
 	m->exit_known = false;
 	m->exit_code = m->exit_signal = m->core_dumped = 0;
-	m->success_seen = m->failure_seen = m->timed_out = false;
+	m->success_seen = m->failure_seen = m->timed_out = m->too_fast = false;
 	free(m->failure_line);
 	m->failure_line = NULL;
 	free(m->reason);
@@ -524,7 +524,7 @@ static int attempts_allowed(const struct monitor *m)
 }
 
 struct finished_event {
-	struct vigil_field f[12]; /* 8 of the run, 4 of the report */
+	struct vigil_field f[13]; /* 8 of the run, 4 of the report, too_fast */
 	char sigbuf[32], msg[700];
 	struct vigil_event ev;
 };
@@ -534,6 +534,8 @@ static void finished_build(struct monitor *m, enum outcome o, struct finished_ev
 	double duration = m->run ? (double)(m->end_mono - m->run_start_mono) / 1000.0 : 0;
 	/* first: it may take log_tail from the job's output (monitor_report.c) */
 	size_t n_report = monitor_report_fields(m, &fe->f[8], 4);
+
+	n_report += monitor_too_fast_field(m, &fe->f[8 + n_report]);
 
 	fe->f[0] = (struct vigil_field){.name = "outcome", .type = VIGIL_FIELD_STRING,
 					.u.s = {outcome_name(o), strlen(outcome_name(o))}};
@@ -650,7 +652,6 @@ static void emit_retrying(struct monitor *m, int64_t delay, char **json)
 	monitor_record_copy(m, "core", &ev, json);
 }
 
-static void finish_unattached(struct monitor *m, enum outcome o, const char *why);
 
 static void spawn_next_attempt(struct monitor *m)
 {
@@ -660,7 +661,7 @@ static void spawn_next_attempt(struct monitor *m)
 		return;
 	snprintf(why, sizeof(why), "attempt %d could not start: %s", m->attempt, err);
 	log_msg(LOG_LVL_ERR, m->name, "%s", why);
-	finish_unattached(m, OUTCOME_FAILED, why);
+	monitor_finish_unattached(m, OUTCOME_FAILED, why);
 }
 
 /* The next attempt starts once its delay has passed and before_retry ended. */
@@ -711,6 +712,7 @@ static void monitor_finish(struct monitor *m)
 	m->reason = reason_text(m);
 	if (!m->reason)
 		m->reason = strdup("");
+	monitor_learn_too_fast(m);
 	m->last_outcome = o;
 	if (retry_due(m, o)) {
 		start_retry(m);
@@ -722,7 +724,7 @@ static void monitor_finish(struct monitor *m)
 }
 
 /* End a run that never began: nothing attached, the outcome is o. */
-static void finish_unattached(struct monitor *m, enum outcome o, const char *why)
+void monitor_finish_unattached(struct monitor *m, enum outcome o, const char *why)
 {
 	reset_run_facts(m);
 	m->reason = strdup(why);
@@ -747,7 +749,7 @@ static int64_t wait_timeout_fired(struct loop *loop, int64_t id, void *data)
 	snprintf(why, sizeof(why), "timed out after %s waiting for %s",
 		 config_format_duration(m->mc->timeout_ms, dur, sizeof(dur)), m->waiting_for);
 	log_msg(LOG_LVL_WARN, m->name, "%s", why);
-	finish_unattached(m, OUTCOME_TIMED_OUT, why);
+	monitor_finish_unattached(m, OUTCOME_TIMED_OUT, why);
 	return LOOP_TIMER_DONE;
 }
 
@@ -784,7 +786,7 @@ void monitor_lost(struct monitor *m, const char *why)
 	log_msg(LOG_LVL_ERR, m->name, "%s", why);
 	m->lost = true;
 	cancel(m, &m->timeout_timer);
-	finish_unattached(m, OUTCOME_UNKNOWN, why);
+	monitor_finish_unattached(m, OUTCOME_UNKNOWN, why);
 }
 
 int monitor_stop(struct monitor *m, bool force)

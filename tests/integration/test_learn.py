@@ -48,6 +48,36 @@ class TestLearnedExpected(vt.VigilTestCase):
         rec = self.wait_finished("nightly")
         self.assertEqual(rec["outcome"], "succeeded")
 
+    def finished_event(self, name):
+        with open(os.path.join(self.state, name + ".journal")) as f:
+            return [json.loads(ln) for ln in f if '"finished"' in ln][-1]
+
+    def test_min_duration_too_fast(self):
+        """A run shorter than min_duration says too_fast; its outcome stays its
+        criteria's (a fast success is still a success, a fast failure a failure)."""
+        for script, outcome in (("exit 0", "succeeded"), ("exit 1", "failed")):
+            self.run_job("quick", script, "--min-duration", "30s")
+            rec = self.wait_finished("quick")
+            self.assertEqual(rec["outcome"], outcome)
+            self.assertIn("too_fast", rec["reason"])
+            self.assertIs(self.finished_event("quick")["too_fast"], True)
+        self.run_job("slow", "exit 0", "--min-duration", "1ms")
+        self.wait_finished("slow")
+        self.assertNotIn("too_fast", self.finished_event("slow"))
+
+    def test_min_duration_auto(self):
+        """auto: nothing flagged while learning; then the p5 of the successful
+        runs (1 s each) divided by expected_margin (1.5): a 0 s run is too fast."""
+        for _ in range(5):
+            self.run_job("usual", "sleep 1", "--min-duration", "auto")
+            rec = self.wait_finished("usual")
+            self.assertNotIn("too_fast", rec["reason"])
+        self.run_job("usual", "exit 0", "--min-duration", "auto")
+        rec = self.wait_finished("usual")
+        self.assertEqual(rec["outcome"], "succeeded")
+        self.assertIn("too_fast", rec["reason"])
+        self.assertIs(self.finished_event("usual")["too_fast"], True)
+
     def test_bad_values_refused(self):
         r = self.vigil("run", "--name", "x", "--expected", "soon", "--", "true")
         self.assertUsageError(r, "expected", "auto")
@@ -56,6 +86,8 @@ class TestLearnedExpected(vt.VigilTestCase):
         r = self.vigil("check", ini)
         self.assertNotEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertIn("expected_margin", r.stdout + r.stderr)
+        r = self.vigil("run", "--name", "x", "--min-duration", "quick", "--", "true")
+        self.assertUsageError(r, "min_duration", "auto")
 
 
 

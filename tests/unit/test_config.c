@@ -813,8 +813,8 @@ static void test_monitor_errors(void **state)
 		     "job.ini:4: [monitor] timeout: \"10 minutes\" is not a duration (use e.g. "
 		     "30s, 15m, 2h, 1h30m)",
 		     "job.ini:11: [monitor] colour: unknown key (known: name, pid, pid_file, "
-		     "match, command, log, expected, expected_margin, every, grace, timeout, "
-		     "on_timeout, kill_grace, "
+		     "match, command, log, expected, expected_margin, min_duration, every, grace, "
+		     "timeout, on_timeout, kill_grace, "
 		     "descendants, success, notify, retry, retry_delay, retry_command, before_retry, "
 		     "on_failure, hook_timeout, deliver_timeout)");
 	diag_free(&d);
@@ -871,7 +871,7 @@ static void test_monitor_options_table(void **state)
 
 	for (const struct vigil_option *o = config_monitor_options; o->key; o++, n++)
 		assert_non_null(o->help);
-	assert_int_equal(n, 23);
+	assert_int_equal(n, 24);
 }
 
 /* -------------------------------------------------------------------- agent */
