@@ -12,9 +12,12 @@ _vigil()
 	COMPREPLY=()
 	cur=${COMP_WORDS[COMP_CWORD]}
 	prev=${COMP_WORDS[COMP_CWORD-1]}
-	local commands="run watch status logs stop check plugins agent reload help"
-	local detectors="--file --log --success --failure --progress --stall --disk --memory"
-	local policy="--timeout --expected --on-timeout --notify --name -c"
+	local commands="run watch status logs stop check plugins agent reload history metrics forget prune help"
+	local detectors="--file --min-size --stable-for --deadline --log --success --failure
+		--progress --stall --from --disk --inodes --memory --pressure-interval"
+	local policy="--timeout --expected --min-duration --on-timeout --kill-grace --rule
+		--on-failure --hook-timeout --notify --name -c --deliver-timeout --state-dir --plugin-dir"
+	local retry="--retry --retry-delay --retry-command --before-retry --after --after-any"
 
 	if [[ $COMP_CWORD -eq 1 ]]; then
 		COMPREPLY=($(compgen -W "$commands --help --version" -- "$cur"))
@@ -30,6 +33,18 @@ _vigil()
 		return ;;
 	--on-timeout)
 		COMPREPLY=($(compgen -W "notify term kill" -- "$cur"))
+		return ;;
+	--expected|--min-duration)
+		COMPREPLY=($(compgen -W "auto" -- "$cur"))
+		return ;;
+	--from)
+		COMPREPLY=($(compgen -W "start end" -- "$cur"))
+		return ;;
+	--after|--after-any)
+		COMPREPLY=($(compgen -W "$(_vigil_jobs)" -- "$cur"))
+		return ;;
+	--retry-command|--before-retry|--on-failure)
+		COMPREPLY=($(compgen -c -- "$cur"))
 		return ;;
 	--notify)
 		COMPREPLY=($(compgen -W "stdout json webhook: email:" -- "$cur"))
@@ -51,10 +66,16 @@ _vigil()
 		COMPREPLY=($(compgen -W "--config --conf-dir --state-dir --plugin-dir --verbose" -- "$cur")) ;;
 	reload)
 		COMPREPLY=($(compgen -W "--state-dir" -- "$cur")) ;;
+	history)
+		COMPREPLY=($(compgen -W "--json --last $(_vigil_jobs)" -- "$cur")) ;;
+	forget)
+		COMPREPLY=($(compgen -W "$(_vigil_jobs)" -- "$cur")) ;;
+	prune)
+		COMPREPLY=($(compgen -W "--older-than" -- "$cur")) ;;
 	watch)
-		COMPREPLY=($(compgen -W "--pid --pid-file --match $detectors $policy" -- "$cur")) ;;
+		COMPREPLY=($(compgen -W "--pid --pid-file --match --json $detectors $policy $(_vigil_jobs)" -- "$cur")) ;;
 	run)
-		COMPREPLY=($(compgen -W "--name --log --pid-file $detectors $policy --" -- "$cur")) ;;
+		COMPREPLY=($(compgen -W "--pid-file $detectors $policy $retry --" -- "$cur")) ;;
 	esac
 }
 complete -F _vigil vigil

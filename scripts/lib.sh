@@ -1,7 +1,7 @@
 # Shared by scripts/*.sh: the build dependencies and an installer for what is missing.
 # shellcheck shell=bash
-BUILD_DEPS=(meson ninja-build gcc pkg-config libinih-dev libcurl4-openssl-dev libssl-dev
-	libpcre2-dev libcmocka-dev libjson-c-dev python3)
+BUILD_DEPS=(meson ninja-build gcc pkg-config libinih-dev libcurl4-openssl-dev libssl-dev zlib1g-dev
+	libpcre2-dev libcmocka-dev libjson-c-dev libsystemd-dev python3)
 # What the tests drive for real: an SMTP receiver (aiosmtpd), logrotate, pv (progress),
 # openssl (test certificates), Prometheus, its node exporter and Alertmanager, make
 # and pkg-config (an out-of-tree plugin), and for the package test dpkg-buildpackage,

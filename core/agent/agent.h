@@ -23,6 +23,16 @@ struct agent_args {
  * "usage or configuration error". */
 #define AGENT_EXIT_CONFIG 2
 
+/* vigil check: paths are monitor files, conf.d folders, a vigil.ini or its
+ * folder, in any order; checked against that vigil.ini (config_file wins, else
+ * the installed one). 0 when clean, else AGENT_EXIT_CONFIG (diagnostics). */
+struct agent_check_args {
+	const char *config_file, *plugin_dir;
+	char **paths;
+	size_t n_paths;
+};
+int agent_check(const struct agent_check_args *args);
+
 /* Runs until SIGTERM or SIGINT: the process exit status. */
 int agent_main(const struct agent_args *args);
 

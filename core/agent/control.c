@@ -1,7 +1,7 @@
-/* See control.h. Server side: non-blocking accept, read and write in the agent's
- * loop, one request per connection, bounded sizes and an idle limit so that no
- * client can stall or exhaust the agent. Client side: a blocking request used
- * by the CLI. */
+/* See control.h. Server side: the connections are sockconn's (non-blocking,
+ * bounded sizes, an idle limit, so that no client can stall or exhaust the
+ * agent); this file parses one request per connection, checks the peer and
+ * answers. Client side: a blocking request used by the CLI. */
 #include "control.h"
 
 #include <errno.h>
@@ -18,32 +18,28 @@
 
 #include "base/buf.h"
 #include "base/log.h"
+#include "sockconn.h"
 
 #define CTL_STR_(x) #x
 #define CTL_STR(x) CTL_STR_(x)
 
+/* A connection (sockconn's, first, so that sockconn hands back this struct) and
+ * what the protocol keeps while a request comes in. */
 struct client {
+	struct sockconn conn;
 	struct control *ctl;
-	int fd;
-	int64_t timer;
 	struct control_peer peer;
-	struct buf in;
-	struct buf out;
-	size_t sent;
-	size_t discarded; /* after the answer: unread input is drained, not reset */
 	size_t hdr_len;
 	size_t need; /* header + body bytes expected, once the header is read */
-	bool answered;
 };
 
 struct control {
-	struct loop *loop;
 	const struct control_handlers *handlers;
 	void *ctx;
 	int fd;
 	char *path;
 	gid_t vigil_gid; /* (gid_t)-1 when the group does not exist */
-	struct client *clients[CONTROL_MAX_CLIENTS];
+	struct sockconn_server *srv;
 };
 
 const char *control_socket_path(const char *state_dir, char *buf, size_t len)
@@ -54,67 +50,10 @@ const char *control_socket_path(const char *state_dir, char *buf, size_t len)
 
 /* ------------------------------------------------------------ server */
 
-static void client_free(struct client *c)
-{
-	struct control *ctl = c->ctl;
-
-	for (size_t i = 0; i < CONTROL_MAX_CLIENTS; i++)
-		if (ctl->clients[i] == c)
-			ctl->clients[i] = NULL;
-	if (c->timer > 0)
-		loop_del_timer(ctl->loop, c->timer);
-	loop_del_fd(ctl->loop, c->fd);
-	close(c->fd);
-	buf_free(&c->in);
-	buf_free(&c->out);
-	free(c);
-}
-
-static void client_drain(struct loop *loop, int fd, uint32_t revents, void *data)
-{
-	struct client *c = data;
-	char tmp[8192];
-	ssize_t r;
-
-	(void)loop;
-	(void)revents;
-	while ((r = recv(fd, tmp, sizeof(tmp), MSG_DONTWAIT)) > 0)
-		if ((c->discarded += (size_t)r) > 4 * CONTROL_MAX_BODY)
-			break;
-	if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) &&
-	    c->discarded <= 4 * CONTROL_MAX_BODY)
-		return;
-	client_free(c);
-}
-
-static void client_flush(struct client *c)
-{
-	while (c->sent < c->out.len) {
-		ssize_t w = send(c->fd, c->out.p + c->sent, c->out.len - c->sent,
-				 MSG_NOSIGNAL | MSG_DONTWAIT);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-			return; /* EPOLLOUT brings us back */
-		if (w <= 0)
-			break;
-		c->sent += (size_t)w;
-	}
-	if (c->sent < c->out.len) {
-		client_free(c);
-		return;
-	}
-	/* Closing with unread input would send a reset that can destroy the answer
-	 * before the peer reads it: half-close, and drain until the peer closes. */
-	shutdown(c->fd, SHUT_WR);
-	loop_add_fd(c->ctl->loop, c->fd, EPOLLIN, client_drain, c);
-}
-
 static void client_answer_error(struct client *c, const char *msg)
 {
-	buf_reset(&c->out);
-	buf_printf(&c->out, "error: %s\n", msg);
+	buf_reset(&c->conn.out);
+	buf_printf(&c->conn.out, "error: %s\n", msg);
 }
 
 /* Words of the request line, split on spaces; at most `max`. */
@@ -162,37 +101,36 @@ static void dispatch(struct client *c, char *line, const char *body, size_t body
 	if (n == 0 || n > 4)
 		return client_answer_error(c, "malformed request");
 	if (strcmp(w[0], "status") == 0 && n <= 2)
-		h->status(a, &c->peer, n == 2 ? w[1] : NULL, &c->out);
+		h->status(a, &c->peer, n == 2 ? w[1] : NULL, &c->conn.out);
 	else if (strcmp(w[0], "stop") == 0 && (n == 2 || (n == 3 && strcmp(w[2], "--force") == 0)))
-		h->stop(a, &c->peer, w[1], n == 3, &c->out);
+		h->stop(a, &c->peer, w[1], n == 3, &c->conn.out);
 	else if (strcmp(w[0], "reload") == 0 && n == 1)
-		h->reload(a, &c->peer, &c->out);
+		h->reload(a, &c->peer, &c->conn.out);
 	else if (strcmp(w[0], "check") == 0 && n == 3 && !check_body_small(body, body_len))
 		client_answer_error(c, "check: more than " CTL_STR(CONTROL_MAX_CHECK_LINES) " lines: "
 				    "not a monitor file");
 	else if (strcmp(w[0], "check") == 0 && n == 3)
-		h->check(a, &c->peer, w[1], body, body_len, &c->out);
+		h->check(a, &c->peer, w[1], body, body_len, &c->conn.out);
 	else
 		client_answer_error(c, "unknown request (status [NAME], stop NAME [--force], "
 				    "reload, check NAME LENGTH)");
 }
 
-/* The request is complete: answer it into c->out. */
+/* The request is complete: answer it into c->conn.out. */
 static void client_answer(struct client *c, size_t hdr_len)
 {
 	char line[CONTROL_MAX_LINE + 1];
-	size_t body_len = c->in.len - hdr_len;
+	size_t body_len = c->conn.in.len - hdr_len;
 	char *body = malloc(body_len + 1);
 
-	c->answered = true;
-	memcpy(line, c->in.p, hdr_len - 1);
+	memcpy(line, c->conn.in.p, hdr_len - 1);
 	line[hdr_len - 1] = '\0';
 	if (hdr_len > 1 && line[hdr_len - 2] == '\r')
 		line[hdr_len - 2] = '\0';
 	/* the whole body, NUL bytes included: cutting at one would validate less
 	 * than was sent */
 	if (body) {
-		memcpy(body, c->in.p + hdr_len, body_len);
+		memcpy(body, c->conn.in.p + hdr_len, body_len);
 		body[body_len] = '\0';
 	}
 	if (!body || !printable(line, strlen(line)))
@@ -202,7 +140,7 @@ static void client_answer(struct client *c, size_t hdr_len)
 	free(body);
 }
 
-/* A header line is in c->in: how many bytes the whole request has, or 0 after
+/* A header line is in c->conn.in: how many bytes the whole request has, or 0 after
  * answering with an error. */
 static size_t request_size(struct client *c, size_t hdr_len)
 {
@@ -214,9 +152,9 @@ static size_t request_size(struct client *c, size_t hdr_len)
 		client_answer_error(c, "request line too long");
 		return 0;
 	}
-	if (strncmp(c->in.p, "check ", 6) != 0)
+	if (strncmp(c->conn.in.p, "check ", 6) != 0)
 		return hdr_len;
-	sp = memrchr(c->in.p, ' ', hdr_len);
+	sp = memrchr(c->conn.in.p, ' ', hdr_len);
 	errno = 0;
 	len = strtoull(sp + 1, &end, 10);
 	if (errno || end == sp + 1 || (*end != '\n' && *end != '\r') || sp[1] == '-') {
@@ -230,81 +168,31 @@ static size_t request_size(struct client *c, size_t hdr_len)
 	return hdr_len + (size_t)len;
 }
 
-/* Feed what arrived; answer once a request is complete or broken. */
-static void client_consume(struct client *c)
+/* Feed what arrived: true once a request is complete or broken, and answered. */
+static bool client_consume(struct sockconn *conn, void *ctx)
 {
+	struct client *c = (struct client *)conn;
+	const struct buf *in = &conn->in;
 	char *nl;
 
+	(void)ctx;
 	if (!c->need) {
-		nl = memchr(c->in.p, '\n', c->in.len);
-		if (!nl) {
-			if (c->in.len >= CONTROL_MAX_LINE) {
-				client_answer_error(c, "request line too long");
-				c->answered = true;
-			}
-			return;
-		}
-		c->hdr_len = (size_t)(nl - c->in.p) + 1;
+		nl = memchr(in->p, '\n', in->len);
+		if (!nl && in->len >= CONTROL_MAX_LINE)
+			return client_answer_error(c, "request line too long"), true;
+		if (!nl)
+			return false;
+		c->hdr_len = (size_t)(nl - in->p) + 1;
 		c->need = request_size(c, c->hdr_len);
-		if (!c->need) {
-			c->answered = true;
-			return;
-		}
+		if (!c->need)
+			return true;
 	}
-	if (c->in.len > c->need) {
-		client_answer_error(c, "more data than the request announced");
-		c->answered = true;
-	} else if (c->in.len == c->need) {
-		client_answer(c, c->hdr_len);
-	}
-}
-
-static void client_io(struct loop *loop, int fd, uint32_t revents, void *data);
-
-static void client_read(struct client *c)
-{
-	char tmp[8192];
-
-	while (!c->answered) {
-		ssize_t r = recv(c->fd, tmp, sizeof(tmp), MSG_DONTWAIT);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-			return;
-		if (r <= 0 || buf_append(&c->in, tmp, (size_t)r) != 0) {
-			client_free(c);
-			return;
-		}
-		client_consume(c);
-	}
-	loop_add_fd(c->ctl->loop, c->fd, EPOLLOUT, client_io, c);
-	client_flush(c);
-}
-
-static void client_io(struct loop *loop, int fd, uint32_t revents, void *data)
-{
-	struct client *c = data;
-
-	(void)loop;
-	(void)fd;
-	if (c->answered) {
-		client_flush(c);
-		return;
-	}
-	if (revents & (EPOLLIN | EPOLLHUP | EPOLLERR))
-		client_read(c);
-}
-
-static int64_t client_idle(struct loop *loop, int64_t id, void *data)
-{
-	struct client *c = data;
-
-	(void)loop;
-	(void)id;
-	c->timer = 0;
-	client_free(c);
-	return LOOP_TIMER_DONE;
+	if (in->len > c->need)
+		return client_answer_error(c, "more data than the request announced"), true;
+	if (in->len < c->need)
+		return false;
+	client_answer(c, c->hdr_len);
+	return true;
 }
 
 static bool peer_in_group(int fd, gid_t primary, gid_t want)
@@ -324,51 +212,41 @@ static bool peer_in_group(int fd, gid_t primary, gid_t want)
 	return false;
 }
 
-/* No room: say so. Closing with unread input would make the kernel reset the
- * connection, and the peer would get ECONNRESET instead of the answer: read
- * what has already arrived (a request line is small) before closing. */
-static void client_turn_away(int cfd)
+/* Who is asking decides what it may see: no credentials, no client. */
+static int client_accepted(struct sockconn *conn, void *ctx)
 {
-	static const char busy[] = "error: busy\n";
-	char tmp[8192];
-
-	(void)!send(cfd, busy, sizeof(busy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
-	shutdown(cfd, SHUT_WR);
-	for (int i = 0; i < 8 && recv(cfd, tmp, sizeof(tmp), MSG_DONTWAIT) > 0; i++)
-		;
-	close(cfd);
-}
-
-static void control_accept(struct loop *loop, int fd, uint32_t revents, void *data)
-{
-	struct control *ctl = data;
+	struct client *c = (struct client *)conn;
+	struct control *ctl = ctx;
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
-	struct client *c;
-	size_t slot;
-	int cfd;
 
-	(void)revents;
-	while ((cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
-		len = sizeof(cred);
-		for (slot = 0; slot < CONTROL_MAX_CLIENTS && ctl->clients[slot]; slot++)
-			;
-		if (slot == CONTROL_MAX_CLIENTS ||
-		    getsockopt(cfd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 ||
-		    !(c = calloc(1, sizeof(*c)))) {
-			client_turn_away(cfd);
-			continue;
-		}
-		c->ctl = ctl;
-		c->fd = cfd;
-		c->peer = (struct control_peer){.uid = cred.uid, .gid = cred.gid, .pid = cred.pid};
-		c->peer.privileged = cred.uid == 0 || cred.uid == geteuid() ||
-				     peer_in_group(cfd, cred.gid, ctl->vigil_gid);
-		ctl->clients[slot] = c;
-		c->timer = loop_add_timer(loop, CONTROL_IDLE_MS, client_idle, c, NULL);
-		if (loop_add_fd(loop, cfd, EPOLLIN, client_io, c) != 0)
-			client_free(c);
-	}
+	if (getsockopt(conn->fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0)
+		return -errno;
+	c->ctl = ctl;
+	c->peer = (struct control_peer){.uid = cred.uid, .gid = cred.gid, .pid = cred.pid};
+	c->peer.privileged = cred.uid == 0 || cred.uid == geteuid() ||
+			     peer_in_group(conn->fd, cred.gid, ctl->vigil_gid);
+	return 0;
+}
+
+/* A client turned away (the table full) is told so; after an answer, up to
+ * max_drain bytes are read so that a peer still sending gets no reset. */
+static struct sockconn_server *control_serve(struct loop *loop, struct control *ctl)
+{
+	const struct sockconn_config cfg = {
+		.max_clients = CONTROL_MAX_CLIENTS,
+		.conn_size = sizeof(struct client),
+		/* one byte past the largest request: consume answers "more data" */
+		.max_in = CONTROL_MAX_LINE + CONTROL_MAX_BODY + 1,
+		.max_drain = 4 * CONTROL_MAX_BODY,
+		.idle_ms = CONTROL_IDLE_MS,
+		.busy = "error: busy\n",
+		.accepted = client_accepted,
+		.consume = client_consume,
+		.ctx = ctl,
+	};
+
+	return sockconn_serve(loop, ctl->fd, &cfg);
 }
 
 /* Is an agent answering at path? */
@@ -423,14 +301,12 @@ struct control *control_open(struct loop *loop, const struct control_handlers *h
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
-	ctl->loop = loop;
 	ctl->handlers = handlers;
 	ctl->ctx = ctx;
 	ctl->fd = -1;
 	/* Looked up once, before the loop runs: NSS may block. */
 	ctl->vigil_gid = state_vigil_gid();
-	if (control_bind(ctl, err, errlen) != 0 ||
-	    loop_add_fd(loop, ctl->fd, EPOLLIN, control_accept, ctl) != 0) {
+	if (control_bind(ctl, err, errlen) != 0 || !(ctl->srv = control_serve(loop, ctl))) {
 		if (ctl->fd >= 0)
 			close(ctl->fd);
 		free(ctl->path);
@@ -444,10 +320,7 @@ void control_close(struct control *ctl)
 {
 	if (!ctl)
 		return;
-	for (size_t i = 0; i < CONTROL_MAX_CLIENTS; i++)
-		if (ctl->clients[i])
-			client_free(ctl->clients[i]);
-	loop_del_fd(ctl->loop, ctl->fd);
+	sockconn_close(ctl->srv);
 	close(ctl->fd);
 	unlink(ctl->path);
 	free(ctl->path);
@@ -481,8 +354,8 @@ void control_put_record(struct buf *b, const struct run_record *r)
 	buf_printf(b, "started_ms=%lld\nended_ms=%lld\nexit_code=%d\nsignal=%d\n",
 		   (long long)r->started_ms, (long long)r->ended_ms, r->exit_code, r->signal);
 	put_str(b, "outcome", r->outcome);
-	buf_printf(b, "expected_ms=%lld\ntimeout_ms=%lld\nprogress=%.2f\n",
-		   (long long)r->expected_ms, (long long)r->timeout_ms, r->progress);
+	buf_printf(b, "expected_ms=%lld\ntimeout_ms=%lld\nprogress=%.2f\nexpected_auto=%d\n",
+		   (long long)r->expected_ms, (long long)r->timeout_ms, r->progress, r->expected_auto);
 	put_str(b, "log", r->log);
 	put_str(b, "command", r->command);
 	put_str(b, "last_event", r->last_event);
@@ -516,7 +389,7 @@ static void record_field(struct run_record *r, const char *k, size_t klen, const
 	snprintf(num, sizeof(num), "%.*s", (int)(vlen < 63 ? vlen : 63), v);
 	NUM(run) NUM(pid) NUM(start_time) NUM(supervisor) NUM(owner_pid) NUM(uid)
 	NUM(started_ms) NUM(ended_ms) NUM(exit_code) NUM(signal) NUM(expected_ms)
-	NUM(timeout_ms)
+	NUM(timeout_ms) NUM(expected_auto)
 	if (KEY(progress))
 		r->progress = strtod(num, NULL);
 #undef KEY

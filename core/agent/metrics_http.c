@@ -1,99 +1,28 @@
-/* See metrics_http.h. Shaped like control.c's server: accept, read until the
- * end of the request head, answer, half-close, drain; an idle timer ends a
- * client that stalls. */
+/* See metrics_http.h. The connections are sockconn's (as the control
+ * socket's): this file reads the request head and writes the answer. */
 #include "metrics_http.h"
 
 #include <errno.h>
 #include <netdb.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "base/log.h"
-
-struct http_client {
-	struct metrics_http *h;
-	int fd;
-	int64_t timer;
-	struct buf in, out;
-	size_t sent;
-	bool answered;
-};
+#include "sockconn.h"
 
 struct metrics_http {
-	struct loop *loop;
 	int fd;
 	metrics_http_render render;
 	void *ctx;
-	struct http_client *clients[METRICS_HTTP_MAX_CLIENTS];
+	struct sockconn_server *srv;
 };
 
-static void client_free(struct http_client *c)
-{
-	struct metrics_http *h = c->h;
-
-	for (size_t i = 0; i < METRICS_HTTP_MAX_CLIENTS; i++)
-		if (h->clients[i] == c)
-			h->clients[i] = NULL;
-	if (c->timer > 0)
-		loop_del_timer(h->loop, c->timer);
-	loop_del_fd(h->loop, c->fd);
-	close(c->fd);
-	buf_free(&c->in);
-	buf_free(&c->out);
-	free(c);
-}
-
-static int64_t client_idle(struct loop *loop, int64_t id, void *data)
-{
-	struct http_client *c = data;
-
-	(void)loop;
-	(void)id;
-	c->timer = 0;
-	client_free(c);
-	return LOOP_TIMER_DONE;
-}
-
-/* After the answer: read and drop until the peer closes (closing with unread
- * input would reset the connection before the answer is read). */
-static void client_drain(struct loop *loop, int fd, uint32_t revents, void *data)
-{
-	char tmp[4096];
-	ssize_t r;
-
-	(void)loop;
-	(void)revents;
-	while ((r = recv(fd, tmp, sizeof(tmp), MSG_DONTWAIT)) > 0)
-		;
-	if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-		return;
-	client_free(data);
-}
-
-static void client_flush(struct http_client *c)
-{
-	while (c->sent < c->out.len) {
-		ssize_t w = send(c->fd, c->out.p + c->sent, c->out.len - c->sent,
-				 MSG_NOSIGNAL | MSG_DONTWAIT);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-			return; /* EPOLLOUT brings us back */
-		if (w <= 0)
-			return client_free(c);
-		c->sent += (size_t)w;
-	}
-	shutdown(c->fd, SHUT_WR);
-	loop_add_fd(c->h->loop, c->fd, EPOLLIN, client_drain, c);
-}
-
-static void respond(struct http_client *c, const char *status, const char *type,
+static void respond(struct sockconn *c, const char *status, const char *type,
 		    const char *body, size_t len)
 {
 	buf_printf(&c->out, "HTTP/1.0 %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
@@ -102,7 +31,7 @@ static void respond(struct http_client *c, const char *status, const char *type,
 }
 
 /* GET /metrics (a query string ignored), HEAD too; anything else is refused. */
-static void client_answer(struct http_client *c)
+static void client_answer(struct metrics_http *h, struct sockconn *c)
 {
 	const char *p = c->in.p;
 	bool head = strncmp(p, "HEAD ", 5) == 0, get = strncmp(p, "GET ", 4) == 0;
@@ -110,12 +39,11 @@ static void client_answer(struct http_client *c)
 	size_t plen = strcspn(path, " ?\r\n");
 	struct buf body = BUF_INIT;
 
-	c->answered = true;
 	if (!get && !head)
 		respond(c, "405 Method Not Allowed", "text/plain", "GET /metrics only\n", 18);
 	else if (plen != 8 || strncmp(path, "/metrics", 8) != 0)
 		respond(c, "404 Not Found", "text/plain", "GET /metrics only\n", 18);
-	else if (c->h->render(c->h->ctx, &body) != 0)
+	else if (h->render(h->ctx, &body) != 0)
 		respond(c, "500 Internal Server Error", "text/plain", "cannot read the state\n", 22);
 	else
 		respond(c, "200 OK", "text/plain; version=0.0.4; charset=utf-8",
@@ -123,63 +51,15 @@ static void client_answer(struct http_client *c)
 	buf_free(&body);
 }
 
-static void client_io(struct loop *loop, int fd, uint32_t revents, void *data);
-
-/* The head ends at an empty line; a bigger request is refused. */
-static void client_read(struct http_client *c)
+/* The head ends at an empty line; a bigger request is dropped (max_in). */
+static bool client_consume(struct sockconn *c, void *ctx)
 {
-	char tmp[1024];
-	ssize_t r;
+	const char *in = buf_cstr(&c->in);
 
-	while ((r = recv(c->fd, tmp, sizeof(tmp), MSG_DONTWAIT)) > 0) {
-		if (c->in.len + (size_t)r > METRICS_HTTP_MAX_REQUEST || buf_append(&c->in, tmp, (size_t)r))
-			return client_free(c);
-		if (strstr(buf_cstr(&c->in), "\r\n\r\n") || strstr(buf_cstr(&c->in), "\n\n"))
-			break;
-	}
-	if (r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
-		return client_free(c);
-	if (r > 0) {
-		client_answer(c);
-		loop_add_fd(c->h->loop, c->fd, EPOLLOUT, client_io, c);
-		client_flush(c);
-	}
-}
-
-static void client_io(struct loop *loop, int fd, uint32_t revents, void *data)
-{
-	struct http_client *c = data;
-
-	(void)loop;
-	(void)fd;
-	if (c->answered)
-		client_flush(c);
-	else if (revents & (EPOLLIN | EPOLLHUP | EPOLLERR))
-		client_read(c);
-}
-
-static void on_accept(struct loop *loop, int fd, uint32_t revents, void *data)
-{
-	struct metrics_http *h = data;
-	struct http_client *c;
-	size_t slot = 0;
-	int cfd;
-
-	(void)revents;
-	while ((cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
-		while (slot < METRICS_HTTP_MAX_CLIENTS && h->clients[slot])
-			slot++;
-		/* Full, or out of memory: this client is turned away, the others go on. */
-		if (slot == METRICS_HTTP_MAX_CLIENTS || !(c = calloc(1, sizeof(*c)))) {
-			close(cfd);
-			continue;
-		}
-		*c = (struct http_client){.h = h, .fd = cfd, .in = BUF_INIT, .out = BUF_INIT};
-		h->clients[slot] = c;
-		c->timer = loop_add_timer(loop, METRICS_HTTP_IDLE_MS, client_idle, c, NULL);
-		if (c->timer < 0 || loop_add_fd(loop, cfd, EPOLLIN, client_io, c) != 0)
-			client_free(c);
-	}
+	if (!strstr(in, "\r\n\r\n") && !strstr(in, "\n\n"))
+		return false;
+	client_answer(ctx, c);
+	return true;
 }
 
 /* "HOST:PORT" or "[HOST]:PORT" into host and port; false when malformed. */
@@ -232,6 +112,22 @@ static int listen_on(const char *addr, char *err, size_t errlen)
 	return fd;
 }
 
+/* A client's life is sockconn's; a full table closes the newcomer at once. */
+static struct sockconn_server *serve(struct loop *loop, struct metrics_http *h)
+{
+	const struct sockconn_config cfg = {
+		.max_clients = METRICS_HTTP_MAX_CLIENTS,
+		.conn_size = sizeof(struct sockconn),
+		.max_in = METRICS_HTTP_MAX_REQUEST,
+		.max_drain = SIZE_MAX, /* the idle limit ends a peer that never closes */
+		.idle_ms = METRICS_HTTP_IDLE_MS,
+		.consume = client_consume,
+		.ctx = h,
+	};
+
+	return sockconn_serve(loop, h->fd, &cfg);
+}
+
 struct metrics_http *metrics_http_open(struct loop *loop, const char *addr,
 				       metrics_http_render render, void *ctx, char *err,
 				       size_t errlen)
@@ -240,9 +136,9 @@ struct metrics_http *metrics_http_open(struct loop *loop, const char *addr,
 
 	if (!h)
 		return snprintf(err, errlen, "out of memory"), NULL;
-	*h = (struct metrics_http){.loop = loop, .render = render, .ctx = ctx};
+	*h = (struct metrics_http){.render = render, .ctx = ctx};
 	h->fd = listen_on(addr, err, errlen);
-	if (h->fd >= 0 && loop_add_fd(loop, h->fd, EPOLLIN, on_accept, h) == 0)
+	if (h->fd >= 0 && (h->srv = serve(loop, h)))
 		return h;
 	if (h->fd >= 0) {
 		snprintf(err, errlen, "metrics_listen: cannot watch the socket");
@@ -256,10 +152,7 @@ void metrics_http_close(struct metrics_http *h)
 {
 	if (!h)
 		return;
-	for (size_t i = 0; i < METRICS_HTTP_MAX_CLIENTS; i++)
-		if (h->clients[i])
-			client_free(h->clients[i]);
-	loop_del_fd(h->loop, h->fd);
+	sockconn_close(h->srv);
 	close(h->fd);
 	free(h);
 }

@@ -85,6 +85,11 @@ struct monitor_config {
 	char *command;      /* a shell command line (sh -c), or NULL */
 	char *const *command_argv; /* vigil run: the argv to exec instead (borrowed) */
 	char *log;          /* output log of `command` */
+	char *user;         /* `command` runs as this user (name or uid), or NULL */
+	char *group;        /* ... and this group (default: the user's), or NULL */
+	char *working_directory; /* its current folder, or NULL: the agent's */
+	char **environment; /* NAME=VALUE entries added to its environment */
+	size_t n_environment;
 	int64_t expected_ms;
 	bool expected_auto;       /* expected = auto: learned from the history */
 	double expected_margin;   /* times the p95 of successful runs; 0: 1.5 */
@@ -105,6 +110,7 @@ struct monitor_config {
 	char *on_failure;
 	int64_t hook_timeout_ms;  /* a hook running longer is killed; default 60s */
 	int64_t deliver_timeout_ms; /* default 30s */
+	int64_t match_window_ms;  /* a burst of matches: at most one event per window; 0: off */
 	unsigned line;            /* line of [monitor] */
 	/* the detector sections (everything but [monitor]), in file order */
 	struct raw_section *detectors;

@@ -214,6 +214,12 @@ const struct vigil_option config_monitor_options[] = {
 	{ "match", VIGIL_OPT_REGEX, 0, NULL, "target: the process whose command line matches" },
 	{ "command", VIGIL_OPT_STRING, 0, NULL, "target: a command vigil starts (sh -c)" },
 	{ "log", VIGIL_OPT_PATH, 0, NULL, "where the output of `command` goes" },
+	{ "user", VIGIL_OPT_STRING, 0, NULL, "`command` runs as this user (name or uid)" },
+	{ "group", VIGIL_OPT_STRING, 0, NULL,
+	  "`command` runs with this group (default: the user's primary group)" },
+	{ "working_directory", VIGIL_OPT_PATH, 0, NULL, "the folder `command` starts in" },
+	{ "environment", VIGIL_OPT_STRING, VIGIL_OPTF_REPEATABLE, NULL,
+	  "NAME=VALUE added to the environment of `command`; repeatable" },
 	{ "expected", VIGIL_OPT_STRING, 0, NULL,
 	  "expected run time (DUR, or auto: learned from the history): warn when overrun" },
 	{ "expected_margin", VIGIL_OPT_STRING, 0, "1.5",
@@ -244,6 +250,8 @@ const struct vigil_option config_monitor_options[] = {
 	{ "hook_timeout", VIGIL_OPT_DURATION, 0, "60s",
 	  "before_retry and on_failure are killed after this long" },
 	{ "deliver_timeout", VIGIL_OPT_DURATION, 0, "30s", "time limit of one delivery attempt" },
+	{ "match_window", VIGIL_OPT_DURATION, 0, "10s",
+	  "after the first 3 matches of a burst, at most one match event (with repeats) per window; 0s: every match" },
 	{ NULL, 0, 0, NULL, NULL },
 };
 
@@ -340,6 +348,13 @@ static char *strndup_trim(const char *s, size_t len)
 	return strndup(s, len);
 }
 
+static void strv_free(char **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
 static int strv_push(char ***v, size_t *n, char *s)
 {
 	char **nv = realloc(*v, (*n + 1) * sizeof(*nv));
@@ -381,6 +396,18 @@ static void monitor_add_notify(struct monitor_config *m, const struct vigil_valu
 	}
 }
 
+/* One `environment` entry (checked by environment_entry_check), in file order. */
+static void monitor_add_environment(struct monitor_config *m, const struct vigil_value *v,
+				    struct diag *d)
+{
+	char *entry = strdup(v->text);
+
+	if (!entry || strv_push(&m->environment, &m->n_environment, entry) < 0) {
+		free(entry);
+		diag_add(d, m->file, v->line, "monitor", "environment", "out of memory");
+	}
+}
+
 /* Names end up in file names of the state folder: keep them tame. */
 static int monitor_name_check(const char *name, char *err, size_t errlen)
 {
@@ -405,6 +432,9 @@ static const struct {
 	{ "match", offsetof(struct monitor_config, match) },
 	{ "command", offsetof(struct monitor_config, command) },
 	{ "log", offsetof(struct monitor_config, log) },
+	{ "user", offsetof(struct monitor_config, user) },
+	{ "group", offsetof(struct monitor_config, group) },
+	{ "working_directory", offsetof(struct monitor_config, working_directory) },
 	{ "success", offsetof(struct monitor_config, success) },
 	{ "name", offsetof(struct monitor_config, name) },
 	{ "retry_command", offsetof(struct monitor_config, retry_command) },
@@ -418,6 +448,7 @@ static const struct {
 	{ "retry_delay", offsetof(struct monitor_config, retry_delay_ms) },
 	{ "hook_timeout", offsetof(struct monitor_config, hook_timeout_ms) },
 	{ "deliver_timeout", offsetof(struct monitor_config, deliver_timeout_ms) },
+	{ "match_window", offsetof(struct monitor_config, match_window_ms) },
 };
 
 /* expected, min_duration = DUR | auto; expected_margin = a number from 1 to 100. */
@@ -455,6 +486,20 @@ static void monitor_apply_learned(struct monitor_config *m, const struct vigil_v
 		config_parse_duration_ms(v->text, &m->expected_ms);
 }
 
+/* environment = NAME=VALUE, NAME as a shell variable: [A-Za-z_][A-Za-z0-9_]*. */
+static int environment_entry_check(const char *text, char *err, size_t errlen)
+{
+	const char *p = text;
+
+	if (isalpha((unsigned char)*p) || *p == '_')
+		while (isalnum((unsigned char)*p) || *p == '_')
+			p++;
+	if (p > text && *p == '=')
+		return 0;
+	return config_fail(err, errlen, -EINVAL,
+			   "\"%s\": use NAME=VALUE (NAME of letters, digits and '_')", text);
+}
+
 /* Checks beyond the value's type; 0 or -EINVAL with err. */
 static int monitor_check_value(const struct vigil_value *v, char *err, size_t errlen)
 {
@@ -477,6 +522,8 @@ static int monitor_check_value(const struct vigil_value *v, char *err, size_t er
 	if (!strcmp(v->key, "descendants") && strcmp(v->text, "wait") &&
 	    strcmp(v->text, "kill") && strcmp(v->text, "leave"))
 		return config_fail(err, errlen, -EINVAL, "\"%s\": use wait, kill or leave", v->text);
+	if (!strcmp(v->key, "environment"))
+		return environment_entry_check(v->text, err, errlen);
 	if (!strcmp(v->key, "success")) {
 		r = success_expr_parse(v->text, &e, err, errlen);
 		success_expr_free(e);
@@ -529,8 +576,20 @@ static void monitor_apply(struct monitor_config *m, const struct vigil_value *v,
 				 : !strcmp(v->text, "leave") ? DESCENDANTS_LEAVE : DESCENDANTS_WAIT;
 	else if (!strcmp(v->key, "notify"))
 		monitor_add_notify(m, v, d);
+	else if (!strcmp(v->key, "environment"))
+		monitor_add_environment(m, v, d);
 	else if (!strncmp(v->key, "expected", 8) || !strcmp(v->key, "min_duration"))
 		monitor_apply_learned(m, v);
+}
+
+/* A detector section other than [pid] (which tunes a target) and [notifier
+ * NAME]: such a monitor needs no process target, its detectors decide. */
+static bool monitor_has_detectors(const struct monitor_config *m)
+{
+	for (size_t i = 0; i < m->n_detectors; i++)
+		if (strcmp(m->detectors[i].plugin, "pid") && strcmp(m->detectors[i].plugin, "notifier"))
+			return true;
+	return false;
 }
 
 /* Exactly one target; with allow_no_target (vigil run brings the command), none
@@ -555,7 +614,7 @@ static void monitor_check_targets(struct monitor_config *m, const struct vigil_v
 		diag_add(d, m->file, m->line, "monitor", NULL,
 			 "%s: set only one target (pid, pid_file, match or command)",
 			 buf_cstr(&names));
-	else if (count == 0 && !allow_no_target)
+	else if (count == 0 && !allow_no_target && !monitor_has_detectors(m))
 		diag_add(d, m->file, m->line, "monitor", NULL,
 			 "no target: set one of pid, pid_file, match or command");
 	buf_free(&names);
@@ -645,13 +704,15 @@ void monitor_config_free(struct monitor_config *m)
 	free(m->match);
 	free(m->command);
 	free(m->log);
+	free(m->user);
+	free(m->group);
+	free(m->working_directory);
+	strv_free(m->environment, m->n_environment);
 	free(m->success);
 	free(m->retry_command);
 	free(m->before_retry);
 	free(m->on_failure);
-	for (size_t i = 0; i < m->n_notify; i++)
-		free(m->notify[i]);
-	free(m->notify);
+	strv_free(m->notify, m->n_notify);
 	for (size_t i = 0; i < m->n_detectors; i++)
 		raw_section_clear(&m->detectors[i]);
 	free(m->detectors);

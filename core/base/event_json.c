@@ -133,6 +133,9 @@ int json_put_double(struct buf *b, double d)
 
 	if (!isfinite(d))
 		return buf_puts(b, "null");
+	/* "-0" reads back as the integer 0: keep the sign (found by fuzzing). */
+	if (d == 0 && signbit(d))
+		return buf_puts(b, "-0.0");
 	/* The shortest of 15..17 significant digits that reads back exactly. */
 	for (int prec = 15; prec <= 17; prec++) {
 		snprintf(tmp, sizeof(tmp), "%.*g", prec, d);

@@ -2,6 +2,7 @@
 #include "event_json_decode.h"
 #include "event_json.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -30,19 +31,46 @@ int event_json_types(struct buf *b, const struct vigil_event *ev)
 	return 0;
 }
 
+/* Exactly the shape the encoder writes, "YYYY-MM-DDTHH:MM:SS.mmmZ": sscanf
+ * alone took signs and out-of-range fields (a month of -2), which made times
+ * the encoder could not write back (found by fuzzing). */
+static bool time_shape_ok(const char *s)
+{
+	static const char shape[] = "dddd-dd-ddTdd:dd:dd.dddZ";
+
+	for (size_t i = 0; i < sizeof(shape) - 1; i++)
+		if (shape[i] == 'd' ? !isdigit((unsigned char)s[i]) : s[i] != shape[i])
+			return false;
+	return s[sizeof(shape) - 1] == '\0';
+}
+
 int event_time_parse(const char *s, int64_t *ms)
 {
 	struct tm tm = {0};
-	int msec = 0, n = 0;
+	int msec = 0;
 
-	if (!s || sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d.%3dZ%n", &tm.tm_year, &tm.tm_mon,
-			 &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &msec, &n) != 7 ||
-	    s[n] != '\0')
+	if (!s || !time_shape_ok(s) ||
+	    sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d.%3dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+		   &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &msec) != 7 ||
+	    tm.tm_year < 1970 || tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 ||
+	    tm.tm_mday > 31 || tm.tm_hour > 23 || tm.tm_min > 59 || tm.tm_sec > 60)
 		return -EINVAL;
 	tm.tm_year -= 1900;
 	tm.tm_mon -= 1;
 	*ms = (int64_t)timegm(&tm) * 1000 + msec;
 	return 0;
+}
+
+/* Event ids are 32 lowercase hex digits; anything else cannot be written back
+ * the same (found by fuzzing: invalid UTF-8 grew when re-encoded). */
+static bool event_id_ok(const char *id)
+{
+	if (!id || strlen(id) != 32)
+		return false;
+	for (const char *p = id; *p; p++)
+		if (!isdigit((unsigned char)*p) && !(*p >= 'a' && *p <= 'f'))
+			return false;
+	return true;
 }
 
 /* One field from its JSON value and type letter; strings borrowed from j. */
@@ -304,8 +332,13 @@ int event_json_decode(const char *json, size_t len, const char *types,
 	kind = get_str(o, "kind");
 	time_s = get_str(o, "time");
 	h = get_str(o, "host");
-	if (get_int(o, "v", 0) != 1 || !id || strlen(id) != 32 || !kind || !time_s) {
+	if (get_int(o, "v", 0) != 1 || !event_id_ok(id) || !kind || !time_s) {
 		snprintf(err, errlen, "not a v1 event (v, id, kind, time)");
+		goto out;
+	}
+	/* json-c takes invalid UTF-8; replaying it would send invalid JSON. */
+	if (event_json_validate(json, len) != 0) {
+		snprintf(err, errlen, "not valid JSON (invalid UTF-8)");
 		goto out;
 	}
 	r = decode_fields(m, types, &t, err, errlen);

@@ -5,7 +5,6 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
 #include <json-c/json.h>
@@ -30,29 +29,73 @@ static int journal_create(const char *path, char *tmp, size_t len)
 	return open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
 }
 
-int journal_append(const char *dir, const char *name, const char *json, size_t len, bool fresh)
+void journal_begin(struct journal *j)
+{
+	journal_close(j);
+	j->fresh = true;
+}
+
+int journal_add(struct journal *j, const char *json, size_t len)
+{
+	if (buf_append(&j->pending, json, len) != 0 || buf_append(&j->pending, "\n", 1) != 0)
+		return -ENOMEM;
+	return 0;
+}
+
+/* The run's journal, opened once for the run: a fresh one aside (tmp). */
+static int journal_open_fd(struct journal *j, const char *dir, const char *name, char *path,
+			   char *tmp)
+{
+	if (journal_path(dir, name, path, 4096) != 0)
+		return -ENAMETOOLONG;
+	j->fd = j->fresh ? journal_create(path, tmp, 4200)
+			 : open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	if (j->fd < 0)
+		return j->fd == -ENAMETOOLONG ? j->fd : -errno;
+	j->is_open = true;
+	state_share_fd(dir, j->fd); /* shared like the run's record, or the owner's only */
+	return 0;
+}
+
+int journal_flush(struct journal *j, const char *dir, const char *name)
 {
 	char path[4096], tmp[4200];
-	struct iovec iov[2] = {{(void *)json, len}, {"\n", 1}};
-	int fd, r = 0;
+	size_t len = j->pending.len;
+	ssize_t n;
+	int r = 0;
 
-	if (journal_path(dir, name, path, sizeof(path)) != 0)
-		return -ENAMETOOLONG;
-	fd = fresh ? journal_create(path, tmp, sizeof(tmp))
-		   : open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return fd == -ENAMETOOLONG ? fd : -errno;
-	state_share_fd(dir, fd); /* shared like the run's record, or the owner's only */
-	/* One write: O_APPEND keeps a line whole for a reader. */
-	if (writev(fd, iov, 2) != (ssize_t)len + 1)
-		r = -EIO;
-	if (close(fd) != 0 && r == 0)
+	if (len == 0)
+		return 0;
+	if (!j->is_open && (r = journal_open_fd(j, dir, name, path, tmp)) != 0) {
+		buf_reset(&j->pending);
+		return r;
+	}
+	/* One write: O_APPEND keeps the turn's lines whole for a reader. */
+	n = write(j->fd, j->pending.p, len);
+	if (n != (ssize_t)len)
+		r = n < 0 ? -errno : -EIO;
+	buf_reset(&j->pending);
+	if (j->fresh && r == 0 && rename(tmp, path) != 0)
 		r = -errno;
-	if (fresh && r == 0 && rename(tmp, path) != 0)
-		r = -errno;
-	if (fresh && r != 0)
+	if (j->fresh && r != 0)
 		unlink(tmp);
+	j->fresh = false;
+	if (r != 0)
+		journal_close(j);
 	return r;
+}
+
+void journal_close(struct journal *j)
+{
+	if (j->is_open)
+		close(j->fd);
+	j->is_open = false;
+}
+
+void journal_free(struct journal *j)
+{
+	journal_close(j);
+	buf_free(&j->pending);
 }
 
 static const char *const envelope[] = {

@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "history.h"
 #include "log.h"
 #include "safe_file.h"
 
@@ -209,8 +210,8 @@ static void put_record(FILE *f, const struct run_record *r)
 	put_str(f, "outcome", r->outcome);
 	fprintf(f, "expected_ms=%lld\ntimeout_ms=%lld\nprogress=%.2f\n", (long long)r->expected_ms,
 		(long long)r->timeout_ms, r->progress);
-	fprintf(f, "attempt=%d\nattempts=%d\nnext_at_ms=%lld\n", r->attempt, r->attempts,
-		(long long)r->next_at_ms);
+	fprintf(f, "attempt=%d\nattempts=%d\nnext_at_ms=%lld\nexpected_auto=%d\n", r->attempt,
+		r->attempts, (long long)r->next_at_ms, r->expected_auto);
 	put_str(f, "log", r->log);
 	put_str(f, "command", r->command);
 	put_str(f, "last_event", r->last_event);
@@ -254,7 +255,7 @@ static void set_field(struct run_record *r, const char *k, char *v)
 	STR(name); STR(state); STR(outcome); STR(log); STR(command); STR(last_event); STR(reason);
 	NUM(run); NUM(pid); NUM(start_time); NUM(supervisor); NUM(owner_pid); NUM(uid);
 	NUM(started_ms); NUM(ended_ms); NUM(exit_code); NUM(signal); NUM(expected_ms);
-	NUM(timeout_ms); NUM(attempt); NUM(attempts); NUM(next_at_ms);
+	NUM(timeout_ms); NUM(attempt); NUM(attempts); NUM(next_at_ms); NUM(expected_auto);
 	else if (strcmp(k, "progress") == 0) r->progress = strtod(v, NULL);
 #undef STR
 #undef NUM
@@ -345,4 +346,19 @@ int state_remove(const char *dir, const char *name)
 
 	snprintf(path, sizeof(path), "%s/%s.run", dir, name);
 	return unlink(path) == 0 ? 0 : -errno;
+}
+
+uint64_t state_last_run(const char *dir, const char *name)
+{
+	struct run_record r;
+	struct history h;
+	char hdir[PATH_MAX];
+	uint64_t last = state_read(dir, name, &r) == 0 ? r.run : 0;
+
+	if (history_read(history_dir(dir, hdir, sizeof(hdir)), name, &h) == 0)
+		for (size_t i = 0; i < h.n; i++)
+			if (h.v[i].run > last)
+				last = h.v[i].run;
+	history_free(&h);
+	return last;
 }

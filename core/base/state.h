@@ -22,6 +22,7 @@ struct run_record {
 	int signal;          /* 0 none, -1 unknown */
 	char outcome[16];    /* "" while running */
 	int64_t expected_ms;
+	int expected_auto;   /* 1: expected = auto (expected_ms 0 while learning) */
 	int64_t timeout_ms;
 	double progress;     /* -1 none */
 	int attempt;         /* of a command: the current (retrying: the next) one */
@@ -64,5 +65,9 @@ int state_list(const char *dir, struct run_record **out, size_t *n);
 /* Is the record's writer (owner_pid) still alive? */
 int state_writer_alive(const struct run_record *r);
 int state_remove(const char *dir, const char *name);
+/* The number of NAME's last run: its record's, or its history's when the
+ * record was forgotten (the higher of the two); 0 when it never ran. The next
+ * run is this plus one: runs are numbered 1, 2, ... per monitor. */
+uint64_t state_last_run(const char *dir, const char *name);
 
 #endif

@@ -11,6 +11,7 @@
  * check is the one we waited for (runs of one job never overlap). */
 #include <errno.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -287,7 +288,10 @@ static void end_failed(struct after_set *set, struct session *s)
 	char why[1024];
 	size_t used = (size_t)snprintf(why, sizeof(why), "after:");
 
-	if (s->signo)
+	if (s->signo == SIGTERM) { /* vigil stop: a run ended like any other, told */
+		snprintf(why, sizeof(why), "after: stopped while waiting");
+		s->signo = 0;
+	} else if (s->signo)
 		snprintf(why, sizeof(why), "after: interrupted (signal %d) while waiting",
 			 s->signo);
 	else

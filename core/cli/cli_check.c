@@ -1,86 +1,41 @@
-/* vigil check FILE...: parse and validate monitor files (and vigil.ini) exactly
- * as the agent would, without starting anything. */
-#include <limits.h>
+/* vigil check [--config FILE] [PATH...]: parse and validate monitor files (and
+ * vigil.ini) exactly as the agent would, without starting anything. The work is
+ * the agent's (agent_check): the same [defaults], named notifiers and plugins. */
+#include <getopt.h>
 #include <stdio.h>
-#include <string.h>
 
+#include "agent/agent.h"
 #include "cli.h"
-#include "engine/engine.h"
 
 static const char usage[] =
-	"usage: vigil check FILE...\n"
+	"usage: vigil check [--config FILE] [PATH...]\n"
 	"\n"
-	"Validate monitor files: syntax, known sections and keys, values (durations, sizes,\n"
-	"regular expressions), the target, the success rule, each plugin's options.\n"
+	"Validate monitor files as the agent would: syntax, known sections and keys, values\n"
+	"(durations, sizes, regular expressions), the success rule, each plugin's options,\n"
+	"against the vigil.ini in effect (its [defaults], named notifiers and plugin_path).\n"
+	"PATH: a monitor file, a conf.d folder (every *.ini in it), a vigil.ini or the\n"
+	"folder holding it (then its conf_dir too), in any order. Without PATH: the\n"
+	"installed vigil.ini (or --config FILE) and its conf_dir.\n"
 	"Prints FILE: OK, or FILE:LINE: [section] key: what is wrong. Exit 2 on any error.\n";
-
-static bool is_agent_file(const struct raw_ini *ini)
-{
-	for (size_t i = 0; i < ini->n_sections; i++)
-		if (strcmp(ini->sections[i].plugin, "agent") == 0 ||
-		    strcmp(ini->sections[i].plugin, "notifier") == 0 ||
-		    strcmp(ini->sections[i].plugin, "defaults") == 0)
-			return true;
-	return false;
-}
-
-static bool check_one(struct engine *e, const char *file)
-{
-	struct diag d = {0};
-	struct raw_ini ini = {0};
-	bool ok = false;
-
-	if (config_read_ini(file, &ini, &d) == 0 && d.errors == 0) {
-		if (is_agent_file(&ini)) {
-			struct agent_config ac = {0};
-
-			if (config_load_agent(&ini, &ac, &d) == 0 && d.errors == 0) {
-				for (size_t i = 0; i < ac.n_notifiers; i++)
-					engine_define_notifier(e, file, &ac.notifiers[i], &d);
-				agent_config_free(&ac);
-			}
-		} else {
-			struct monitor_config mc = {0};
-
-			if (config_load_monitor(&ini, false, &mc, &d) == 0 && d.errors == 0) {
-				struct monitor *m = monitor_new(e, &mc, &d);
-				monitor_free(m);
-			}
-			monitor_config_free(&mc);
-		}
-		ok = d.errors == 0;
-	}
-	diag_print(&d, stderr);
-	if (ok)
-		printf("%s: OK\n", file);
-	diag_free(&d);
-	raw_ini_free(&ini);
-	return ok;
-}
 
 int cli_check(int argc, char **argv)
 {
-	char dirbuf[PATH_MAX], err[512];
-	const char *dir = plugin_default_dir(cli_globals.plugin_dir, dirbuf, sizeof(dirbuf));
-	struct plugin_set ps;
-	struct loop *loop;
-	struct engine *e;
-	bool ok = true;
+	static const struct option opts[] = {
+		{"config", required_argument, NULL, 'c'}, {"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	struct agent_check_args args = {.plugin_dir = cli_globals.plugin_dir};
+	int c;
 
-	if (argc < 2)
-		return fputs(usage, stderr), EXIT_USAGE;
-	for (int i = 1; i < argc; i++)
-		if (cli_is_help(argv[i]))
-			return fputs(usage, stdout), 0;
-	if (plugin_dir_check(dir, err, sizeof(err)) != 0)
-		return fprintf(stderr, "vigil: %s\n", err), EXIT_USAGE;
-	loop = loop_new();
-	plugin_set_init(&ps, dir);
-	e = engine_new(loop, &ps, NULL);
-	for (int i = 1; i < argc; i++)
-		ok &= check_one(e, argv[i]);
-	engine_free(e);
-	plugin_set_free(&ps);
-	loop_free(loop);
-	return ok ? 0 : EXIT_USAGE;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, ":c:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c': args.config_file = optarg; break;
+		case 'h': return fputs(usage, stdout), 0;
+		default: return fputs(usage, stderr), EXIT_USAGE;
+		}
+	}
+	args.paths = argv + optind;
+	args.n_paths = (size_t)(argc - optind);
+	return agent_check(&args);
 }

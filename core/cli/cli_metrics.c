@@ -8,8 +8,8 @@
 
 #include "base/buf.h"
 #include "cli.h"
+#include "cli_session.h"
 #include "engine/metrics.h"
-#include "engine/spool.h"
 
 static const char usage[] =
 	"usage: vigil metrics\n"
@@ -35,11 +35,7 @@ int cli_metrics(int argc, char **argv)
 	if (!(sdir = cli_state_dir()))
 		return EXIT_USAGE;
 	/* The spool of this state folder, as vigil status finds it. */
-	if (cli_globals.state_dir)
-		snprintf(root, sizeof(root), "%s/spool", cli_globals.state_dir);
-	else
-		spool_default_dir(root, sizeof(root));
-	rc = metrics_render(&b, sdir, root);
+	rc = metrics_render(&b, sdir, session_spool_dir(NULL, root, sizeof(root)));
 	if (rc == 0)
 		fwrite(b.p ? b.p : "", 1, b.len, stdout);
 	else

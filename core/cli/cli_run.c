@@ -34,14 +34,23 @@ static const char usage[] =
 	"            --file PATH [--min-size SIZE] [--stable-for DUR] [--deadline DUR]\n"
 	"            --disk PATH:MIN_FREE  --inodes PATH:MIN_FREE  --memory MIN_AVAILABLE\n"
 	"            --pressure-interval DUR (disk and memory sampling; default 10s)\n"
-	"POLICY      --timeout DUR --expected DUR --on-timeout notify|term|kill --kill-grace DUR\n"
-	"            --retry N --retry-delay DUR --rule EXPR\n"
+	"POLICY      --timeout DUR --expected DUR|auto --min-duration DUR|auto (too_fast)\n"
+	"            --on-timeout notify|term|kill --kill-grace DUR --rule EXPR\n"
+	"RETRY       --retry N (extra attempts) --retry-delay DUR (default 10s, doubled)\n"
+	"            --retry-command CMD (sh -c, for the attempts after the first)\n"
+	"HOOKS       --before-retry CMD --on-failure CMD (sh -c, the event as JSON on stdin)\n"
+	"            --hook-timeout DUR (a hook is killed after it; default 60s)\n"
 	"NOTIFY      --notify stdout|json|webhook:URL|email:ADDRESS|NAME (repeatable)\n"
 	"AFTER       --after NAME (repeatable): start once job NAME's current run has ended,\n"
 	"            only if it succeeded (else this run ends failed, never started);\n"
 	"            --after-any NAME: start once it has ended, whatever the outcome\n"
+	"OTHER       -c FILE (a monitor .ini; flags win)  --deliver-timeout DUR\n"
+	"            --state-dir DIR  --plugin-dir DIR\n"
+	"DUR         30s, 15m, 2h, 1h30m, 7d    SIZE  5G, 512M, 10%\n"
 	"\n"
-	"Then: vigil status NAME, vigil logs -f NAME, vigil watch NAME, vigil stop NAME.\n";
+	"The job sees VIGIL_JOB, VIGIL_RUN and VIGIL_ATTEMPT in its environment.\n"
+	"Then: vigil status NAME, vigil logs -f NAME, vigil watch NAME, vigil stop NAME,\n"
+	"vigil history NAME.\n";
 
 /* A leading '-' or '.' would read as an option or a hidden file later. */
 static bool name_ok(const char *name)
@@ -55,51 +64,89 @@ static bool name_ok(const char *name)
 	return true;
 }
 
-/* Name, log, command and (when patterns are asked for) the log detector's path. */
-static int fill_job(struct cli_job *job, const char *state_dir, char *log, size_t loglen)
+/* The last value of key in a section as -c FILE and the flags left it. */
+static const char *section_value(const struct raw_section *s, const char *key)
+{
+	const char *v = NULL;
+
+	for (size_t k = 0; k < s->n_kv; k++)
+		if (strcmp(s->kv[k].key, key) == 0)
+			v = s->kv[k].value;
+	return v;
+}
+
+/* --name, else the file's name =, else the file's name without .ini (the INI
+ * contract's default), else the command's name. */
+static int pick_name(struct cli_job *job, struct raw_section *mon)
+{
+	const char *name = section_value(mon, "name");
+
+	if (!name) {
+		const char *from = job->config_file ? job->config_file : job->argv[0];
+		const char *slash = strrchr(from, '/');
+		char *base = strdup(slash ? slash + 1 : from);
+		size_t n = base ? strlen(base) : 0;
+
+		if (!base)
+			return fprintf(stderr, "vigil run: out of memory\n"), EXIT_USAGE;
+		if (job->config_file && n > 4 && strcmp(base + n - 4, ".ini") == 0)
+			base[n - 4] = '\0';
+		raw_section_set(mon, "name", base, 0);
+		free(base);
+		name = section_value(mon, "name");
+	}
+	job->name = (char *)name;
+	if (name_ok(name))
+		return 0;
+	fprintf(stderr, "vigil run: \"%s\" is not a job name (letters, digits, . _ - @, "
+		"starting with a letter or digit; use --name)\n", name);
+	return EXIT_USAGE;
+}
+
+/* A [log] detector without a path follows the job's own output, from its start. */
+static void log_sections_follow(struct raw_ini *ini, const char *log)
+{
+	for (size_t i = 0; i < ini->n_sections; i++) {
+		struct raw_section *s = &ini->sections[i];
+
+		if (strcmp(s->plugin, "log") != 0 || section_value(s, "path"))
+			continue;
+		raw_section_set(s, "path", log, 0);
+		raw_section_set(s, "from", "start", 0);
+	}
+}
+
+/* Name, log (--log, else the file's log =, else the log folder), command, and
+ * the [log] detectors' path. -c FILE's values hold unless a flag overrides
+ * them: apply_flags already put the flags' values in place of the file's. */
+static int fill_job(struct cli_job *job, char *log, size_t loglen)
 {
 	struct raw_section *mon = raw_ini_section(&job->ini, "monitor");
+	const char *given;
 	char *cmd, logdir[PATH_MAX];
-	const char *name = job->name;
+	int rc;
 
-	if (job->argc == 0) {
-		fprintf(stderr, "vigil run: no command (vigil run [OPTIONS] -- CMD [ARG]...)\n");
+	/* With -c FILE, its command = runs when nothing follows --. */
+	if (job->argc == 0 && !section_value(mon, "command")) {
+		fprintf(stderr, "vigil run: no command (vigil run [OPTIONS] -- CMD [ARG]... or "
+			"command = in -c FILE)\n");
 		return EXIT_USAGE;
 	}
-	if (!name) {
-		const char *slash = strrchr(job->argv[0], '/');
-		name = slash ? slash + 1 : job->argv[0];
-		raw_section_set(mon, "name", name, 0);
-		job->name = (char *)name;
-	}
-	if (!name_ok(name)) {
-		fprintf(stderr, "vigil run: \"%s\" is not a job name (letters, digits, . _ - @, "
-			"starting with a letter or digit; use --name)\n", name);
-		return EXIT_USAGE;
-	}
-	if (job->log)
-		snprintf(log, loglen, "%s", job->log);
+	if ((rc = pick_name(job, mon)))
+		return rc;
+	given = section_value(mon, "log");
+	if (given)
+		snprintf(log, loglen, "%s", given);
 	else
-		snprintf(log, loglen, "%s/%s.log", cli_log_dir(logdir, sizeof(logdir)), name);
-	cmd = cli_join_command(job->argc, job->argv);
-	raw_section_set(mon, "command", cmd, 0);
-	free(cmd);
-	if (!job->log)
-		raw_section_set(mon, "log", log, 0);
-	for (size_t i = 0; i < job->ini.n_sections; i++) {
-		struct raw_section *s = &job->ini.sections[i];
-		bool has_path = false;
-
-		if (strcmp(s->plugin, "log") != 0)
-			continue;
-		for (size_t k = 0; k < s->n_kv; k++)
-			has_path |= strcmp(s->kv[k].key, "path") == 0;
-		if (!has_path) {
-			raw_section_set(s, "path", log, 0);
-			raw_section_set(s, "from", "start", 0);
-		}
+		snprintf(log, loglen, "%s/%s.log", cli_log_dir(logdir, sizeof(logdir)), job->name);
+	if (job->argc > 0) {
+		cmd = cli_join_command(job->argc, job->argv);
+		raw_section_set(mon, "command", cmd, 0);
+		free(cmd);
 	}
-	(void)state_dir;
+	if (!given)
+		raw_section_set(mon, "log", log, 0);
+	log_sections_follow(&job->ini, log);
 	return 0;
 }
 
@@ -191,6 +238,8 @@ static int supervise(struct cli_job *job, struct after_set *after, const char *s
 		struct started_info si = {pid_file, ready_fd};
 
 		monitor_set_supervisor(s.m, getpid(), log);
+		/* this run follows the name's last one, not run 1 again */
+		monitor_seed_run(s.m, state_last_run(state_dir, job->name));
 		s.started = job_started;
 		s.started_arg = &si;
 		s.outlive = true; /* nobody waits for us: deliver everything */
@@ -253,11 +302,11 @@ int cli_run(int argc, char **argv)
 		rc = EXIT_USAGE; /* said why: a folder we cannot trust or create */
 		goto out;
 	}
-	if ((rc = fill_job(&job, state_dir, log, sizeof(log))) ||
+	if ((rc = fill_job(&job, log, sizeof(log))) ||
 	    (rc = refuse_running_duplicate(state_dir, job.name)) ||
 	    (rc = cli_job_config(&job, true)) || (rc = after_check(&after, job.name)))
 		goto out;
-	job.mc.command_argv = job.argv;
+	job.mc.command_argv = job.argc ? job.argv : NULL; /* NULL: sh -c the file's command = */
 	if (job.pid_file)
 		snprintf(pid_file, sizeof(pid_file), "%s", job.pid_file);
 	else

@@ -122,6 +122,11 @@ static void on_signal(struct loop *loop, int signo, void *data)
 {
 	struct session *s = data;
 
+	/* vigil stop between two attempts: the run ends here, failed, and the
+	 * loop goes on to tell it (monitor_is_done stops it). */
+	if (signo == SIGTERM &&
+	    monitor_end_retrying(s->m, "stopped during the retry delay") == 0)
+		return;
 	live_clear(s);
 	s->signo = signo;
 	loop_stop(loop);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -49,7 +50,7 @@ static void report_outcome(const char *dir, const char *name, uint64_t run)
 {
 	struct run_record r;
 
-	for (int i = 0; i < 50; i++) {
+	for (int i = 0; i < 300; i++) { /* up to 30 s: a loaded machine */
 		if (state_read(dir, name, &r) == 0 && r.run == run && strcmp(r.state, "finished") == 0) {
 			printf("%s: %s (%s)\n", name, r.outcome, r.reason);
 			return;
@@ -90,7 +91,7 @@ static void agent_outcome(const char *dir, const char *name, long long run)
 	size_t n;
 
 	snprintf(line, sizeof(line), "status %s", name);
-	for (int i = 0; i < 50; i++) {
+	for (int i = 0; i < 300; i++) { /* up to 30 s: a loaded machine */
 		if (control_request(dir, line, NULL, 0, &reply) == 0 && control_reply_ok(reply) &&
 		    control_parse_records(reply, &v, &n) == 0) {
 			bool done = n == 1 && (long long)v[0].run == run && strcmp(v[0].state, "running");
@@ -203,6 +204,49 @@ static bool supervised(const struct run_record *r)
 	       r->owner_pid == r->supervisor && state_writer_alive(r);
 }
 
+/* Is pid a vigil like us? A record names its supervisor by pid only: a pid
+ * reused by another program is never signalled. */
+static bool is_vigil(pid_t pid)
+{
+	char path[64];
+	struct stat self, other;
+
+	snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
+	return stat("/proc/self/exe", &self) == 0 && stat(path, &other) == 0 &&
+	       self.st_dev == other.st_dev && self.st_ino == other.st_ino;
+}
+
+/* Between two attempts (retrying) or before the first (waiting for --after)
+ * there is no process to stop: the supervisor ends the run on SIGTERM. */
+static bool between_attempts(const struct run_record *r)
+{
+	return (strcmp(r->state, "retrying") == 0 || strcmp(r->state, "waiting") == 0) &&
+	       r->supervisor > 0 && r->owner_pid == r->supervisor && state_writer_alive(r);
+}
+
+static int stop_supervisor(const char *dir, const struct run_record *r)
+{
+	int pidfd = (int)syscall(SYS_pidfd_open, r->supervisor, 0);
+	int rc = pidfd < 0 || !is_vigil(r->supervisor) ? -ESRCH
+		 : syscall(SYS_pidfd_send_signal, pidfd, SIGTERM, NULL, 0) == 0 ? 0 : -errno;
+
+	if (pidfd >= 0)
+		close(pidfd);
+	if (rc == -ESRCH) {
+		printf("%s is not running (%s)\n", r->name, r->state);
+		return 0;
+	}
+	if (rc) {
+		fprintf(stderr, "vigil stop: cannot signal %s's supervisor (pid %d): %s\n", r->name,
+			(int)r->supervisor, strerror(-rc));
+		return 1;
+	}
+	printf("%s (run %llu, %s): SIGTERM sent to its supervisor (pid %d)\n", r->name,
+	       (unsigned long long)r->run, r->state, (int)r->supervisor);
+	report_outcome(dir, r->name, r->run);
+	return 0;
+}
+
 /* 1: handled by the agent (rc set); 0: not an agent's monitor, or no agent. */
 static int stop_via_agent(const char *dir, const char *name, bool force, int *rc)
 {
@@ -255,6 +299,8 @@ int cli_stop(int argc, char **argv)
 		return fprintf(stderr, "vigil stop: no job named \"%s\"\n", name), EXIT_USAGE;
 	if (supervised(&r))
 		return stop_tree(dir, &r, force, grace);
+	if (between_attempts(&r))
+		return stop_supervisor(dir, &r);
 	if (!run_going(&r) || !proc_is_same(r.pid, r.start_time)) {
 		printf("%s is not running (%s)\n", name, r.outcome[0] ? r.outcome : r.state);
 		return 0;

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "engine.h"
+#include "base/buf.h"
 #include "base/log.h"
 #include "spool.h"
 
@@ -180,6 +181,15 @@ static struct raw_section copy_section(const struct raw_section *s)
 	return c;
 }
 
+static void free_section(struct raw_section *s);
+
+static void drop_last_def(struct engine *e)
+{
+	e->n_defs--;
+	free_section(&e->defs[e->n_defs]);
+	free(e->def_files[e->n_defs]);
+}
+
 int engine_define_notifier(struct engine *e, const char *file, const struct raw_section *s,
 			   struct diag *d)
 {
@@ -207,7 +217,12 @@ int engine_define_notifier(struct engine *e, const char *file, const struct raw_
 	e->defs[e->n_defs] = copy_section(s);
 	e->def_files[e->n_defs++] = strdup(file);
 	/* Validate now, so a broken definition is reported once, at load. */
-	return engine_notifier(e, s->instance, file, s->line, d) ? 0 : -EINVAL;
+	if (engine_notifier(e, s->instance, file, s->line, d))
+		return 0;
+	/* A broken definition is not kept: a reload with the same (or a fixed)
+	 * section defines it afresh instead of finding it "already defined". */
+	drop_last_def(e);
+	return -EINVAL;
 }
 
 /* Turn a spec into the plugin name and its section. */
@@ -386,5 +401,48 @@ struct notifier *engine_notifier(struct engine *e, const char *spec, const char 
 	e->notifiers = grown;
 	e->notifiers[e->n_notifiers].spec = strdup(spec);
 	e->notifiers[e->n_notifiers++].n = n;
+	return n;
+}
+
+/* "NAME@FILE#DIGEST": the file scopes the name (two monitor files may each
+ * define NAME), the digest of the definition makes a changed one (a reload) a
+ * new instance while an unchanged one keeps its instance and, across reloads
+ * and restarts, its spool folder (named after this key). */
+static char *local_key(const char *file, const struct raw_section *s)
+{
+	struct buf b = BUF_INIT;
+	char digest[64], *key = NULL;
+	const char *hex;
+
+	for (size_t i = 0; i < s->n_kv; i++)
+		buf_printf(&b, "%s=%s\n", s->kv[i].key, s->kv[i].value);
+	spool_folder_name("def", b.p ? buf_cstr(&b) : "", false, digest, sizeof(digest));
+	buf_free(&b);
+	hex = strchr(digest, '-');
+	if (asprintf(&key, "%s@%s#%s", s->instance, file, hex ? hex + 1 : digest) < 0)
+		return NULL;
+	return key;
+}
+
+struct notifier *engine_local_notifier(struct engine *e, const char *file,
+				       const struct raw_section *s, struct diag *d)
+{
+	char *key = local_key(file, s);
+	struct raw_section scoped;
+	struct notifier *n = NULL;
+
+	if (!key) {
+		diag_add(d, file, s->line, s->name, NULL, "out of memory");
+		return NULL;
+	}
+	for (size_t i = 0; i < e->n_notifiers && !n; i++)
+		if (strcmp(e->notifiers[i].spec, key) == 0)
+			n = e->notifiers[i].n;
+	scoped = copy_section(s);
+	free(scoped.instance);
+	scoped.instance = key; /* freed with the copy */
+	if (!n && engine_define_notifier(e, file, &scoped, d) == 0)
+		n = engine_notifier(e, key, file, s->line, d);
+	free_section(&scoped);
 	return n;
 }

@@ -101,6 +101,11 @@ const char *engine_spool_dir(struct engine *e);
 /* Named notifiers ([notifier NAME] of vigil.ini). Validated and created now. */
 int engine_define_notifier(struct engine *e, const char *file, const struct raw_section *s,
 			   struct diag *d);
+/* A [notifier NAME] of the monitor file `file`: that file's own (scoped by the
+ * file, so two files may define one NAME), created on first use and shared by
+ * identical definitions. NULL with a diagnostic. */
+struct notifier *engine_local_notifier(struct engine *e, const char *file,
+				       const struct raw_section *s, struct diag *d);
 /* The notifier for a spec (stdout, json, webhook:URL, email:ADDR, NAME), created
  * on first use and shared. NULL with a diagnostic. */
 struct notifier *engine_notifier(struct engine *e, const char *spec, const char *file,
@@ -157,8 +162,12 @@ uint64_t monitor_run_number(const struct monitor *m);
  * runs as (pid, start_time); follow it instead of starting the command again. */
 void monitor_adopt(struct monitor *m, pid_t pid, uint64_t start_time);
 /* The agent's stop: SIGTERM, then SIGKILL after the kill grace (force: SIGKILL
- * at once). 0, or -ESRCH when no process is attached. */
+ * at once); between two attempts, the run ends (monitor_end_retrying). 0, or
+ * -ESRCH when no process is attached. */
 int monitor_stop(struct monitor *m, bool force);
+/* Between two attempts (state retrying): end the run failed with `why`, no
+ * further attempt. 0, or -ESRCH when the run is not between attempts. */
+int monitor_end_retrying(struct monitor *m, const char *why);
 /* vigil watch NAME: the job's supervisor records its exit status in the state
  * folder; take it from there when the kernel will not tell us. */
 /* vigil watch: end after one run even when the target is a pid_file or match. */

@@ -2,15 +2,18 @@
  * instance's ctx; fd watches and timers are recorded there so that destroying an
  * instance releases whatever it still holds. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "engine.h"
 #include "base/event_json.h"
 #include "base/log.h"
+#include "base/safe_file.h"
 
 int ctx_init(struct vigil_ctx *ctx, struct engine *e, const char *label)
 {
@@ -287,6 +290,48 @@ static void host_exit_facts(struct vigil_ctx *ctx, const struct vigil_field *f, 
 		monitor_exit_facts(ctx->monitor, f, n);
 }
 
+/* A detector's saved state: STATE/NAME.SECTION.cursor, beside the run record
+ * NAME.run (the label is "NAME/SECTION"; a further '/' becomes '_'). */
+static int host_state_path(struct vigil_ctx *ctx, char *path, size_t len)
+{
+	const char *dir = engine_state_dir(ctx->engine);
+	char *slash;
+
+	if (!dir || !ctx->monitor)
+		return -ENOENT;
+	if ((size_t)snprintf(path, len, "%s/%s.cursor", dir, ctx->label) >= len)
+		return -ENAMETOOLONG;
+	slash = path + strlen(dir) + 1;
+	for (bool first = true; (slash = strchr(slash, '/')); first = false)
+		*slash = first ? '.' : '_';
+	return 0;
+}
+
+static int host_save_state(struct vigil_ctx *ctx, const void *blob, size_t len)
+{
+	char path[4096], err[256];
+	int rc = host_state_path(ctx, path, sizeof(path));
+
+	return rc < 0 ? rc : safe_file_replace(path, blob, len, 0600, err, sizeof(err));
+}
+
+static ssize_t host_load_state(struct vigil_ctx *ctx, void *buf, size_t len)
+{
+	char path[4096];
+	int rc = host_state_path(ctx, path, sizeof(path));
+	ssize_t n;
+
+	if (rc < 0)
+		return rc;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, len);
+	rc = errno;
+	close(fd);
+	return n < 0 ? -rc : n;
+}
+
 static void *host_shared(struct vigil_ctx *ctx)
 {
 	return ctx->shared;
@@ -313,4 +358,6 @@ const struct vigil_host engine_host = {
 	.log_tail = host_log_tail,
 	.shared = host_shared,
 	.exit_facts = host_exit_facts,
+	.save_state = host_save_state,
+	.load_state = host_load_state,
 };

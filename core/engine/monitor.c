@@ -122,6 +122,7 @@ void monitor_save_state(struct monitor *m)
 	snprintf(r.outcome, sizeof(r.outcome), "%s",
 		 r.state[0] == 'f' ? outcome_name(m->last_outcome) : "");
 	r.expected_ms = monitor_expected_ms(m);
+	r.expected_auto = m->mc->expected_auto;
 	r.timeout_ms = m->mc->timeout_ms;
 	r.progress = m->progress;
 	/* vigil run's log, or a `command =` monitor's own: what `vigil logs` reads */
@@ -169,21 +170,66 @@ static void monitor_note_state(struct monitor *m, const char *kind)
 		m->state_timer = loop_add_timer(engine_loop(m->engine), 1000, state_flush, m, NULL);
 }
 
-/* The run's journal: what `vigil watch NAME` follows. The first event of a run
- * starts a new one; `finished` ends it. */
-static void monitor_journal(struct monitor *m, const char *kind, const char *json, size_t len)
+static void journal_write(struct monitor *m)
 {
 	const char *dir = engine_state_dir(m->engine);
-	int r;
+	int r = journal_flush(&m->journal, dir, m->name);
 
-	if (!dir)
-		return;
-	r = journal_append(dir, m->name, json, len, !m->journal_open);
-	m->journal_open = strcmp(kind, VIGIL_EV_FINISHED) != 0;
 	if (r != 0 && !m->journal_warned)
 		log_msg(LOG_LVL_WARN, m->name, "cannot append to the event journal in %s: %s", dir,
 			strerror(-r));
 	m->journal_warned = r != 0;
+}
+
+/* The end of the loop turn: its events reach the journal in one write. */
+static int64_t journal_turn_end(struct loop *loop, int64_t id, void *data)
+{
+	struct monitor *m = data;
+
+	(void)loop;
+	(void)id;
+	m->journal_timer = 0;
+	journal_write(m);
+	return LOOP_TIMER_DONE;
+}
+
+/* The run's journal: what `vigil watch NAME` follows. The first event of a run
+ * starts a new one; `finished` ends it and is written at once (a follower
+ * waits for it). The rest is written at the end of the turn, with its timer
+ * armed before any notifier's, so the journal is never behind a delivery. */
+static void monitor_journal(struct monitor *m, const char *kind, const char *json, size_t len)
+{
+	bool finished = strcmp(kind, VIGIL_EV_FINISHED) == 0;
+
+	if (!engine_state_dir(m->engine))
+		return;
+	if (!m->journal_open) {
+		journal_write(m); /* what the previous run still had queued */
+		journal_begin(&m->journal);
+	}
+	m->journal_open = !finished;
+	if (journal_add(&m->journal, json, len) != 0)
+		log_msg(LOG_LVL_ERR, m->name, "out of memory queueing a %s event for the journal",
+			kind);
+	if (finished) {
+		journal_write(m);
+		journal_close(&m->journal);
+	} else if (m->journal_timer <= 0) {
+		m->journal_timer = loop_add_timer(engine_loop(m->engine), 0, journal_turn_end, m,
+						  NULL);
+		if (m->journal_timer <= 0)
+			journal_write(m); /* no timer: write it now */
+	}
+}
+
+void monitor_journal_close(struct monitor *m)
+{
+	if (m->journal_timer > 0)
+		loop_del_timer(engine_loop(m->engine), m->journal_timer);
+	m->journal_timer = 0;
+	if (engine_state_dir(m->engine))
+		journal_write(m);
+	journal_free(&m->journal);
 }
 
 /* The envelope and JSON line of an event of this monitor's current run. */
@@ -222,6 +268,8 @@ char *monitor_event_json(struct monitor *m, const char *detector, const struct v
 	return json;
 }
 
+static void flood_flush(struct monitor *m);
+
 void monitor_record(struct monitor *m, const char *detector, const struct vigil_event *ev)
 {
 	monitor_record_copy(m, detector, ev, NULL);
@@ -237,6 +285,9 @@ void monitor_record_copy(struct monitor *m, const char *detector, const struct v
 	struct buf b;
 	char id[33];
 
+	/* What a burst holds comes before the attempt's end. */
+	if (strcmp(ev->kind, VIGIL_EV_FINISHED) == 0 || strcmp(ev->kind, VIGIL_EV_RETRYING) == 0)
+		flood_flush(m);
 	if (encode_event(m, detector, ev, &env, id, &b) != 0)
 		return;
 	if (json)
@@ -263,6 +314,177 @@ void monitor_record_copy(struct monitor *m, const char *detector, const struct v
 	monitor_note_state(m, ev->kind);
 }
 
+/* ------------------------------------------------------ match bursts */
+
+/* A log that fails in a loop must not page anyone 300 times: per pattern, the
+ * first MATCH_SHOWN matches of a burst are events of their own; after that,
+ * one event per match_window carries how many were held (`repeats`) and the
+ * last of them. A window with no match ends the burst. */
+#define MATCH_SHOWN 3
+
+struct match_burst {
+	struct monitor *m;
+	const char *pattern;  /* "success" or "failure" */
+	int64_t timer;        /* the window's end; 0: no burst going on */
+	unsigned shown;       /* matches of this burst reported one by one */
+	uint64_t held;        /* matched since, not reported yet */
+	uint64_t lines;       /* the attempt's matching lines, held ones too */
+	struct buf last;      /* the last held line */
+	const char *detector; /* ... and its detector's section (borrowed) */
+};
+
+struct match_flood {
+	uint64_t run; /* the attempt the counts belong to */
+	int attempt;
+	struct match_burst b[2];
+};
+
+static void burst_report(struct match_burst *b)
+{
+	char msg[200];
+	struct vigil_field f[3] = {
+		{.name = "pattern", .type = VIGIL_FIELD_STRING,
+		 .u.s = {b->pattern, strlen(b->pattern)}},
+		{.name = "line", .type = VIGIL_FIELD_STRING, .u.s = {buf_cstr(&b->last), b->last.len}},
+		{.name = "repeats", .type = VIGIL_FIELD_INT, .u.i = (int64_t)b->held},
+	};
+	struct vigil_event ev = {.kind = VIGIL_EV_MATCH, .message = msg, .fields = f,
+				 .n_fields = 3};
+
+	snprintf(msg, sizeof(msg), "%llu more %s lines, the last: %.120s",
+		 (unsigned long long)b->held, b->pattern, buf_cstr(&b->last));
+	b->held = 0;
+	monitor_record(b->m, b->detector, &ev);
+}
+
+/* The window ended: report what it held and keep holding, or end the burst. */
+static int64_t burst_window_end(struct loop *loop, int64_t id, void *data)
+{
+	struct match_burst *b = data;
+
+	(void)loop;
+	(void)id;
+	if (b->held) {
+		burst_report(b);
+		return b->m->mc->match_window_ms;
+	}
+	b->timer = 0;
+	b->shown = 0;
+	return LOOP_TIMER_DONE;
+}
+
+/* Report what is held now (the run ends, or the monitor goes). */
+static void flood_flush(struct monitor *m)
+{
+	for (size_t i = 0; m->flood && i < 2; i++)
+		if (m->flood->b[i].held)
+			burst_report(&m->flood->b[i]);
+}
+
+void monitor_flood_free(struct monitor *m)
+{
+	if (!m->flood)
+		return;
+	for (size_t i = 0; i < 2; i++) {
+		if (m->flood->b[i].timer > 0)
+			loop_del_timer(engine_loop(m->engine), m->flood->b[i].timer);
+		buf_free(&m->flood->b[i].last);
+	}
+	free(m->flood);
+	m->flood = NULL;
+}
+
+/* The bursts of the current attempt, or NULL: a new attempt starts from zero;
+ * matches before the first run began (run 0: the log is read before the
+ * target is found) count for it. */
+static struct match_flood *flood_current(struct monitor *m)
+{
+	struct match_flood *fl = m->flood;
+
+	if (fl && fl->run == 0) {
+		fl->run = m->run;
+		fl->attempt = m->attempt;
+	} else if (fl && (fl->run != m->run || fl->attempt != m->attempt)) {
+		flood_flush(m);
+		monitor_flood_free(m);
+	}
+	return m->flood;
+}
+
+static struct match_flood *flood_of(struct monitor *m)
+{
+	static const char *const patterns[2] = {"success", "failure"};
+
+	if (!flood_current(m) && (m->flood = calloc(1, sizeof(*m->flood)))) {
+		m->flood->run = m->run;
+		m->flood->attempt = m->attempt;
+		for (size_t i = 0; i < 2; i++) {
+			m->flood->b[i] = (struct match_burst){.m = m, .pattern = patterns[i]};
+			buf_init(&m->flood->b[i].last);
+		}
+	}
+	return m->flood;
+}
+
+/* Count a match; true when it is to be recorded now, false when held. */
+static bool burst_take(struct monitor *m, struct detector *d, const struct vigil_event *ev,
+		       bool success)
+{
+	struct match_flood *fl = flood_of(m);
+	struct match_burst *b = fl ? &fl->b[success ? 0 : 1] : NULL;
+	const struct vigil_field *line = event_field(ev, "line");
+
+	if (!b)
+		return true;
+	b->lines++;
+	if (m->mc->match_window_ms <= 0)
+		return true;
+	if (b->timer <= 0) {
+		b->shown = 0;
+		b->timer = loop_add_timer(engine_loop(m->engine), m->mc->match_window_ms,
+					  burst_window_end, b, NULL);
+	}
+	if (b->timer <= 0 || b->shown < MATCH_SHOWN) {
+		b->shown++;
+		return true;
+	}
+	buf_reset(&b->last);
+	if (line && line->type == VIGIL_FIELD_STRING)
+		buf_append(&b->last, line->u.s.ptr, line->u.s.len); /* on ENOMEM: an empty line */
+	b->detector = d ? d->section : "core";
+	b->held++;
+	return false;
+}
+
+size_t monitor_match_fields(struct monitor *m, struct vigil_field *f, size_t max)
+{
+	struct match_flood *fl = flood_current(m);
+
+	if (max < 2 || !fl || !(fl->b[0].lines || fl->b[1].lines))
+		return 0;
+	f[0] = (struct vigil_field){.name = "success_lines", .type = VIGIL_FIELD_INT,
+				    .u.i = (int64_t)fl->b[0].lines};
+	f[1] = (struct vigil_field){.name = "failure_lines", .type = VIGIL_FIELD_INT,
+				    .u.i = (int64_t)fl->b[1].lines};
+	return 2;
+}
+
+/* A match's facts: which pattern, the first failure line. */
+static void note_match(struct monitor *m, const struct vigil_event *ev, bool success)
+{
+	const struct vigil_field *line = event_field(ev, "line");
+
+	if (success) {
+		m->success_seen = true;
+		return;
+	}
+	m->failure_seen = true;
+	if (!m->failure_line)
+		m->failure_line = line && line->type == VIGIL_FIELD_STRING
+					  ? strndup(line->u.s.ptr, line->u.s.len > 120 ? 120 : line->u.s.len)
+					  : strdup("");
+}
+
 /* Detectors' events: note the facts the outcome depends on, then record. */
 void monitor_emit(struct monitor *m, struct detector *d, const struct vigil_event *ev)
 {
@@ -278,18 +500,13 @@ void monitor_emit(struct monitor *m, struct detector *d, const struct vigil_even
 		d->file_size = f && f->type == VIGIL_FIELD_INT ? f->u.i : -1;
 	} else if (strcmp(ev->kind, VIGIL_EV_MATCH) == 0) {
 		f = event_field(ev, "pattern");
-		if (f && f->type == VIGIL_FIELD_STRING && f->u.s.len == 7 &&
-		    memcmp(f->u.s.ptr, "success", 7) == 0)
-			m->success_seen = true;
-		else if (f && f->type == VIGIL_FIELD_STRING && !m->failure_line) {
-			const struct vigil_field *line = event_field(ev, "line");
+		if (f) {
+			bool success = f->type == VIGIL_FIELD_STRING && f->u.s.len == 7 &&
+				       memcmp(f->u.s.ptr, "success", 7) == 0;
 
-			m->failure_seen = true;
-			m->failure_line = line && line->type == VIGIL_FIELD_STRING
-						  ? strndup(line->u.s.ptr, line->u.s.len > 120 ? 120 : line->u.s.len)
-						  : strdup("");
-		} else if (f) {
-			m->failure_seen = true;
+			note_match(m, ev, success);
+			if (!burst_take(m, d, ev, success))
+				return; /* held: reported with the window's count */
 		}
 	} else if (strcmp(ev->kind, VIGIL_EV_PROGRESS) == 0) {
 		const struct vigil_field *unit = event_field(ev, "unit");
@@ -302,6 +519,7 @@ void monitor_emit(struct monitor *m, struct detector *d, const struct vigil_even
 			m->progress = f->type == VIGIL_FIELD_DOUBLE ? f->u.d : (double)f->u.i;
 	}
 	monitor_record(m, d ? d->section : "core", ev);
+	monitor_targetless_check(m, d, ev);
 }
 
 void monitor_expect(struct monitor *m, struct detector *d, enum vigil_criterion c)

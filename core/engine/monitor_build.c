@@ -113,6 +113,76 @@ struct detector *monitor_pid_detector_new(struct monitor *m, pid_t pid, struct d
 	return det;
 }
 
+/* The file's own [notifier NAME] of that name, or NULL. */
+static const struct raw_section *local_notifier(const struct monitor_config *mc, const char *name)
+{
+	for (size_t i = 0; i < mc->n_detectors; i++)
+		if (!strcmp(mc->detectors[i].plugin, "notifier") && mc->detectors[i].instance &&
+		    !strcmp(mc->detectors[i].instance, name))
+			return &mc->detectors[i];
+	return NULL;
+}
+
+/* The shape of a [notifier NAME] in a monitor file: as in vigil.ini. */
+static int local_notifier_shape(const struct monitor_config *mc, const struct raw_section *s,
+				struct diag *d)
+{
+	bool has_type = false;
+
+	if (!s->instance) {
+		diag_add(d, mc->file, s->line, s->name, NULL,
+			 "a notifier needs a name: [notifier NAME]");
+		return -EINVAL;
+	}
+	if (!strcmp(s->instance, "stdout") || !strcmp(s->instance, "json")) {
+		diag_add(d, mc->file, s->line, s->name, NULL,
+			 "\"%s\" is reserved for the built-in notify spec", s->instance);
+		return -EINVAL;
+	}
+	if (local_notifier(mc, s->instance) != s) {
+		diag_add(d, mc->file, s->line, s->name, NULL, "defined twice in this file");
+		return -EEXIST;
+	}
+	for (size_t k = 0; k < s->n_kv; k++)
+		has_type |= !strcmp(s->kv[k].key, "type");
+	if (!has_type) {
+		diag_add(d, mc->file, s->line, s->name, "type",
+			 "missing (the notifier plugin, e.g. webhook or email)");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* Every [notifier NAME] of the file is validated and created, used or not,
+ * so that `vigil check` finds a broken one. */
+static void define_local_notifiers(struct monitor *m, struct diag *d)
+{
+	const struct monitor_config *mc = m->mc;
+
+	for (size_t i = 0; i < mc->n_detectors; i++) {
+		const struct raw_section *s = &mc->detectors[i];
+
+		if (!strcmp(s->plugin, "notifier") && local_notifier_shape(mc, s, d) == 0)
+			engine_local_notifier(m->engine, mc->file, s, d);
+	}
+}
+
+/* A notify spec: the file's own [notifier NAME] first, then the engine's. */
+static struct notifier *notifier_for(struct monitor *m, const char *spec, struct diag *d)
+{
+	const struct monitor_config *mc = m->mc;
+	const struct raw_section *local = local_notifier(mc, spec);
+	struct diag said = {0}; /* a broken section was reported once already */
+	struct notifier *n = NULL;
+
+	if (!local)
+		return engine_notifier(m->engine, spec, mc->file, mc->line, d);
+	if (local_notifier_shape(mc, local, &said) == 0)
+		n = engine_local_notifier(m->engine, mc->file, local, &said);
+	diag_free(&said);
+	return n;
+}
+
 static int add_notifiers(struct monitor *m, struct diag *d)
 {
 	const struct monitor_config *mc = m->mc;
@@ -129,7 +199,7 @@ static int add_notifiers(struct monitor *m, struct diag *d)
 				*--e = '\0';
 			if (!*t)
 				continue;
-			n = engine_notifier(m->engine, t, mc->file, mc->line, d);
+			n = notifier_for(m, t, d);
 			if (!n) {
 				free(list);
 				return -EINVAL;
@@ -166,10 +236,14 @@ struct monitor *monitor_new(struct engine *e, const struct monitor_config *mc, s
 	m->name = strdup(mc->name ? mc->name : "job");
 	if (mc->success && success_expr_parse(mc->success, &m->expr, err, sizeof(err)) != 0)
 		diag_add(d, mc->file, mc->line, "monitor", "success", "%s", err);
+	define_local_notifiers(m, d);
 	add_notifiers(m, d);
 	for (size_t i = 0; i < mc->n_detectors; i++) {
 		const struct raw_section *s = &mc->detectors[i];
 		struct detector *det;
+
+		if (strcmp(s->plugin, "notifier") == 0)
+			continue; /* the file's own notifiers, defined above */
 
 		if (strcmp(s->plugin, "pid") == 0) {
 			for (size_t k = 0; k < s->n_kv; k++)
@@ -212,6 +286,10 @@ int monitor_start(struct monitor *m, char *err, size_t errlen)
 	/* A command is recorded once it runs: a failed start leaves no record. */
 	if (m->mc->command)
 		return monitor_spawn(m, err, errlen);
+	if (monitor_is_targetless(m)) {
+		monitor_targetless_start(m);
+		return 0;
+	}
 	monitor_save_state(m);
 	if (m->pid_det && m->pid_det->plugin->start)
 		return m->pid_det->plugin->start(m->pid_det->instance, err, errlen) ? -EINVAL : 0;
@@ -235,9 +313,11 @@ void monitor_free(struct monitor *m)
 	success_expr_free(m->expr);
 	monitor_tree_free(m);
 	monitor_hook_free(m);
+	monitor_flood_free(m);
+	monitor_journal_close(m);
 	int64_t *timers[] = {&m->timeout_timer, &m->expected_timer, &m->kill_timer,
 			     &m->settle_timer, &m->retry_timer, &m->status_timer,
-			     &m->state_timer};
+			     &m->state_timer, &m->turn_timer};
 	for (size_t i = 0; i < sizeof(timers) / sizeof(timers[0]); i++)
 		if (*timers[i] > 0)
 			loop_del_timer(loop, *timers[i]);

@@ -3,6 +3,7 @@
 #ifndef VIGIL_MONITOR_INTERNAL_H
 #define VIGIL_MONITOR_INTERNAL_H
 
+#include "base/journal.h"
 #include "engine.h"
 #include "spool.h" /* notify_kind_bit */
 
@@ -93,6 +94,8 @@ struct monitor {
 	char *waiting_for;       /* what it waits for, for the reason */
 	bool journal_open;       /* the current run's journal has begun */
 	bool journal_warned;
+	struct journal journal;  /* written once per loop turn (monitor.c) */
+	int64_t journal_timer;   /* the end of this turn: flush the journal */
 	bool stopped;            /* the target is stopped (SIGSTOP, SIGTSTP...) */
 	struct job_tree *tree;   /* a started job's processes (monitor_spawn.c) */
 	/* retries: attempts of one run (monitor_run.c) */
@@ -105,6 +108,8 @@ struct monitor {
 	pid_t adopt_pid;         /* the agent: a job an earlier agent started, running */
 	uint64_t adopt_start;
 	struct run_report report; /* the end-of-run report (monitor_report.c) */
+	struct match_flood *flood; /* bursts of matches, coalesced (monitor.c) */
+	int64_t turn_timer;        /* detectors only: a run's end or the next run */
 };
 
 /* Kinds a notifier filter knows, as bits. */
@@ -115,6 +120,8 @@ static inline bool notify_wants(uint32_t filter, const struct vigil_event *ev)
 
 void monitor_record(struct monitor *m, const char *detector, const struct vigil_event *ev);
 void monitor_save_state(struct monitor *m);
+/* Write the journal's pending lines and close it (the monitor ends). */
+void monitor_journal_close(struct monitor *m);
 /* Arm a core timer; an error is logged, never ignored. 0 when it failed. */
 int64_t monitor_add_timer(struct monitor *m, int64_t delay_ms, loop_timer_cb cb, const char *what);
 int monitor_spawn(struct monitor *m, char *err, size_t errlen);
@@ -150,6 +157,10 @@ void monitor_hook_free(struct monitor *m);
  * cpu_seconds, progress) into f: how many (0 when max is too small). It also
  * takes log_tail from the job's output when no log detector gave one. */
 size_t monitor_report_fields(struct monitor *m, struct vigil_field *f, size_t max);
+/* Bursts of matches (monitor.c): the attempt's success_lines and
+ * failure_lines fields of `finished` into f (0 or 2); free what is held. */
+size_t monitor_match_fields(struct monitor *m, struct vigil_field *f, size_t max);
+void monitor_flood_free(struct monitor *m);
 struct detector *monitor_pid_detector_new(struct monitor *m, pid_t pid, struct diag *d);
 
 /* monitor_learn.c: the expected limit of the run beginning (learned for
@@ -159,6 +170,12 @@ int64_t monitor_learn_expected(struct monitor *m);
  * once the reason is built); its `too_fast` field into f: how many (0, 1). */
 void monitor_learn_too_fast(struct monitor *m);
 size_t monitor_too_fast_field(const struct monitor *m, struct vigil_field *f);
+/* Monitors of detectors only (monitor_run.c): no pid, pid_file, match or
+ * command. start: the first run begins; check: after a detector's event,
+ * whether the run has ended. */
+bool monitor_is_targetless(const struct monitor *m);
+void monitor_targetless_start(struct monitor *m);
+void monitor_targetless_check(struct monitor *m, struct detector *d, const struct vigil_event *ev);
 /* End a run that never began (monitor_run.c): one `finished` with outcome o. */
 void monitor_finish_unattached(struct monitor *m, enum outcome o, const char *why);
 

@@ -220,9 +220,11 @@ void monitor_attached(struct monitor *m, pid_t pid, uint64_t start_time, const c
 	m->target.pid = pid;
 	m->target.start_time = start_time;
 	free(m->cmdline);
-	/* A process that already exited (a zombie) has no command line left. */
-	if ((!cmdline || !*cmdline) && m->mc->command)
-		cmdline = m->mc->command;
+	/* A command we started is shown as given, the resume's after the first
+	 * attempt: /proc has no line for one that exited already (a zombie). */
+	if (m->mc->command)
+		cmdline = next_attempt && m->mc->retry_command ? m->mc->retry_command
+							       : m->mc->command;
 	m->cmdline = strdup(cmdline ? cmdline : "");
 	/* The run started when the process did, not when we found it. */
 	m->start_wall = now_wall_ms() - proc_age_ms(start_time);
@@ -476,6 +478,9 @@ static void human_size(int64_t n, char *buf, size_t len)
 		snprintf(buf, len, "%.1f %s", v, u[i]);
 }
 
+static void targetless_reason(struct monitor *m, struct buf *b);
+static void targetless_next(struct monitor *m);
+
 /* "exit 0, /data/export.json present (1.2 GB), no failure line" */
 static char *reason_text(struct monitor *m)
 {
@@ -484,14 +489,17 @@ static char *reason_text(struct monitor *m)
 	unsigned dummy;
 
 	buf_init(&b);
-	if (m->timed_out) {
-		buf_printf(&b, "timed out after %s%s (%s), ",
-			   config_format_duration(m->mc->timeout_ms, tmp, sizeof(tmp)),
-			   m->timeout_late ? ", already past when the run was found" : "",
-			   m->mc->on_timeout == ON_TIMEOUT_KILL ? "SIGKILL" : "SIGTERM");
+	if (monitor_is_targetless(m)) {
+		targetless_reason(m, &b);
+	} else {
+		if (m->timed_out)
+			buf_printf(&b, "timed out after %s%s (%s), ",
+				   config_format_duration(m->mc->timeout_ms, tmp, sizeof(tmp)),
+				   m->timeout_late ? ", already past when the run was found" : "",
+				   m->mc->on_timeout == ON_TIMEOUT_KILL ? "SIGKILL" : "SIGTERM");
+		exit_words(m, tmp, sizeof(tmp));
+		buf_puts(&b, tmp);
 	}
-	exit_words(m, tmp, sizeof(tmp));
-	buf_puts(&b, tmp);
 	for (size_t i = 0; i < m->n_dets; i++) {
 		struct detector *d = m->dets[i];
 
@@ -524,7 +532,7 @@ static int attempts_allowed(const struct monitor *m)
 }
 
 struct finished_event {
-	struct vigil_field f[13]; /* 8 of the run, 4 of the report, too_fast */
+	struct vigil_field f[15]; /* 8 of the run, 4 of the report, too_fast, 2 counts */
 	char sigbuf[32], msg[700];
 	struct vigil_event ev;
 };
@@ -536,6 +544,7 @@ static void finished_build(struct monitor *m, enum outcome o, struct finished_ev
 	size_t n_report = monitor_report_fields(m, &fe->f[8], 4);
 
 	n_report += monitor_too_fast_field(m, &fe->f[8 + n_report]);
+	n_report += monitor_match_fields(m, &fe->f[8 + n_report], 2);
 
 	fe->f[0] = (struct vigil_field){.name = "outcome", .type = VIGIL_FIELD_STRING,
 					.u.s = {outcome_name(o), strlen(outcome_name(o))}};
@@ -572,6 +581,10 @@ static void after_run(struct monitor *m)
 	if ((m->mc->pid_file || m->mc->match) && !m->single_run) {
 		m->state = RUN_WAITING;
 		monitor_save_state(m);
+		return;
+	}
+	if (monitor_is_targetless(m) && !m->single_run) {
+		targetless_next(m);
 		return;
 	}
 	m->done = true;
@@ -789,8 +802,23 @@ void monitor_lost(struct monitor *m, const char *why)
 	monitor_finish_unattached(m, OUTCOME_UNKNOWN, why);
 }
 
+int monitor_end_retrying(struct monitor *m, const char *why)
+{
+	if (m->state != RUN_RETRYING)
+		return -ESRCH;
+	cancel(m, &m->retry_timer);
+	log_msg(LOG_LVL_WARN, m->name, "%s: no further attempt", why);
+	free(m->reason);
+	m->reason = strdup(why);
+	m->last_outcome = OUTCOME_FAILED;
+	conclude(m); /* a before_retry still running then finds no retry due */
+	return 0;
+}
+
 int monitor_stop(struct monitor *m, bool force)
 {
+	if (m->state == RUN_RETRYING)
+		return monitor_end_retrying(m, "stopped during the retry delay");
 	if (m->state != RUN_ATTACHED)
 		return -ESRCH;
 	monitor_signal(m, force ? SIGKILL : SIGTERM);
@@ -823,4 +851,142 @@ void monitor_stopped(struct monitor *m, bool stopped, int sig)
 	monitor_record(m, "pid", &ev);
 	/* status must say so now, not at the next periodic flush */
 	monitor_save_state(m);
+}
+
+/* ------------------------------------------------------ detectors only */
+/* A monitor without a process target (no pid, pid_file, match or command): a
+ * run begins when the monitor starts and, unless it is vigil watch's one run,
+ * again after each run (a recurring heartbeat). No process exits: the
+ * detectors end it (a failure line; every file and success line it names; a
+ * detector's deadline passed: timed_out) or its timeout does (timed_out). The
+ * end is acted on at the next turn of the loop, never inside a detector's
+ * emit: settling calls back into the detectors. */
+bool monitor_is_targetless(const struct monitor *m)
+{
+	const struct monitor_config *mc = m->mc;
+
+	return !mc->pid && !mc->pid_file && !mc->match && !mc->command;
+}
+
+static bool targetless_decided(struct monitor *m)
+{
+	unsigned files_seen, files = crit_count(m, VIGIL_CRIT_FILE, &files_seen);
+	unsigned dummy, succ = crit_count(m, VIGIL_CRIT_SUCCESS, &dummy);
+
+	if (m->failure_seen || m->timed_out)
+		return true;
+	return files + succ > 0 && files_seen == files && (succ == 0 || m->success_seen);
+}
+
+static void targetless_begin(struct monitor *m);
+
+/* The loop's turn after a decision (the run ends) or after a run (the next). */
+static int64_t targetless_turn(struct loop *loop, int64_t id, void *data)
+{
+	struct monitor *m = data;
+
+	(void)loop;
+	(void)id;
+	m->turn_timer = 0;
+	if (m->state == RUN_WAITING && !m->done) {
+		targetless_begin(m);
+	} else if (m->state == RUN_ATTACHED) {
+		m->end_mono = now_mono(m);
+		m->end_wall = now_wall_ms();
+		cancel(m, &m->timeout_timer);
+		cancel(m, &m->expected_timer);
+		start_settling(m);
+	}
+	return LOOP_TIMER_DONE;
+}
+
+static void targetless_turn_soon(struct monitor *m)
+{
+	if (!m->turn_timer)
+		m->turn_timer = monitor_add_timer(m, 0, targetless_turn, "run end");
+}
+
+static int64_t targetless_timeout_fired(struct loop *loop, int64_t id, void *data)
+{
+	struct monitor *m = data;
+
+	(void)loop;
+	(void)id;
+	m->timeout_timer = 0;
+	if (m->state != RUN_ATTACHED)
+		return LOOP_TIMER_DONE;
+	limit_event(m, VIGIL_EV_TIMEOUT, m->mc->timeout_ms, "timed out after", false);
+	m->timed_out = true;
+	targetless_turn_soon(m);
+	return LOOP_TIMER_DONE;
+}
+
+static void targetless_begin(struct monitor *m)
+{
+	char msg[80];
+
+	if (m->attached_once)
+		reset_run_facts(m);
+	m->attached_once = true;
+	m->run++;
+	m->state = RUN_ATTACHED;
+	free(m->cmdline);
+	m->cmdline = strdup("");
+	m->start_wall = now_wall_ms();
+	m->start_mono = m->attach_mono = now_mono(m);
+	run_begins(m);
+	m->end_wall = m->end_mono = 0;
+	if (m->mc->timeout_ms)
+		m->timeout_timer = monitor_add_timer(m, m->mc->timeout_ms, targetless_timeout_fired,
+						     "timeout");
+	if (monitor_learn_expected(m))
+		arm_limit(m, monitor_expected_ms(m), expected_fired, &m->expected_timer,
+			  &m->expected_late, "expected");
+	snprintf(msg, sizeof(msg), "run %llu: no process, the detectors decide",
+		 (unsigned long long)m->run);
+	struct vigil_event ev = {.kind = VIGIL_EV_ATTACHED, .message = msg};
+	monitor_record(m, "core", &ev);
+	if (targetless_decided(m)) /* what the detectors told before the run began */
+		targetless_turn_soon(m);
+}
+
+/* The first run begins at the next turn: nothing is recorded from inside
+ * monitor_start, whose caller (a reload) may not have put the monitor in
+ * place yet. */
+void monitor_targetless_start(struct monitor *m)
+{
+	monitor_save_state(m);
+	targetless_turn_soon(m);
+}
+
+void monitor_targetless_check(struct monitor *m, struct detector *d, const struct vigil_event *ev)
+{
+	if (m->state != RUN_ATTACHED || !monitor_is_targetless(m))
+		return;
+	if (d && strcmp(ev->kind, VIGIL_EV_OVERDUE) == 0)
+		m->timed_out = true; /* a heartbeat file not there by its deadline */
+	if (targetless_decided(m))
+		targetless_turn_soon(m);
+}
+
+/* The agent: the next run begins once this one has been told. */
+static void targetless_next(struct monitor *m)
+{
+	m->state = RUN_WAITING;
+	monitor_save_state(m);
+	targetless_turn_soon(m);
+}
+
+/* The reason's head: no exit status to tell, only how the run ended. */
+static void targetless_reason(struct monitor *m, struct buf *b)
+{
+	char dur[32];
+
+	if (!m->timed_out)
+		buf_puts(b, "detectors only");
+	else if (m->mc->timeout_ms && now_mono(m) - m->start_mono >= m->mc->timeout_ms)
+		buf_printf(b, "timed out after %s",
+			   config_format_duration(m->mc->timeout_ms, dur, sizeof(dur)));
+	else
+		buf_puts(b, "timed out: a detector's deadline passed");
 }

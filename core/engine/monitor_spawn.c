@@ -19,11 +19,21 @@
 #include "lib/proc.h"
 #include "base/safe_file.h"
 #include "monitor_internal.h"
+#include "spawn_unit.h"
 
-static void child_exec(const char *command, char *const *argv, int log_fd, int errfd)
+/* What a child that could not start sends back: errno and the step (a string
+ * literal: the same address in the parent, a copy of this process). */
+struct start_failure {
+	int err;
+	const char *step;
+};
+
+static void child_exec(const char *command, char *const *argv, int log_fd, int errfd,
+		       const struct job_identity *id, const struct monitor_config *mc)
 {
+	struct start_failure f = { 0, NULL };
 	sigset_t none;
-	int err, fd;
+	int fd, r;
 
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
@@ -35,13 +45,17 @@ static void child_exec(const char *command, char *const *argv, int log_fd, int e
 		goto fail;
 	if (dup2(log_fd, 1) < 0 || dup2(log_fd, 2) < 0)
 		goto fail;
+	if ((r = job_identity_apply(id, mc, &f.step))) {
+		errno = -r;
+		goto fail;
+	}
 	if (argv)
 		execvp(argv[0], argv);
 	else
 		execl("/bin/sh", "sh", "-c", command, (char *)NULL);
 fail:
-	err = errno;
-	if (write(errfd, &err, sizeof(err)) < 0)
+	f.err = errno;
+	if (write(errfd, &f, sizeof(f)) < 0)
 		_exit(127);
 	_exit(127);
 }
@@ -144,30 +158,55 @@ static int adopt_job(struct monitor *m, int *rc, char *err, size_t errlen)
 	return 1;
 }
 
-int monitor_spawn(struct monitor *m, char *err, size_t errlen)
+/* The child's report: 0 when it reached exec, else -errno with err set. */
+static int start_result(int pipe_rd, pid_t pid, const char *command, char *err, size_t errlen)
 {
-	int pipefd[2], child_err = 0, log_fd;
+	struct start_failure f = { 0, NULL };
+	ssize_t n;
+
+	do
+		n = read(pipe_rd, &f, sizeof(f));
+	while (n < 0 && errno == EINTR);
+	close(pipe_rd);
+	if (n != sizeof(f))
+		return 0;
+	waitpid(pid, NULL, 0);
+	if (f.step)
+		snprintf(err, errlen, "cannot start \"%s\": %s: %s", command, f.step,
+			 strerror(f.err));
+	else
+		snprintf(err, errlen, "cannot start \"%s\": %s", command, strerror(f.err));
+	return -f.err;
+}
+
+/* The output log and the close-on-exec pipe a failed start reports through. */
+static int open_channels(const struct monitor *m, int *log_fd, int pipefd[2], char *err,
+			 size_t errlen)
+{
+	int e;
+
+	if ((*log_fd = open_output(m, err, errlen)) < 0)
+		return *log_fd;
+	if (pipe2(pipefd, O_CLOEXEC) == 0)
+		return 0;
+	e = errno;
+	snprintf(err, errlen, "pipe: %s", strerror(e));
+	close(*log_fd);
+	return -e;
+}
+
+/* fork/exec as the job's user (where no systemd can start it as a unit). */
+static int spawn_direct(struct monitor *m, const char *command, char *const *argv,
+			const struct job_identity *id, char *err, size_t errlen)
+{
+	int pipefd[2], log_fd, r;
 	char *marker = tree_marker(m);
-	/* retry_command replaces the command after the first attempt (a resume) */
-	bool resume = m->state == RUN_RETRYING && m->mc->retry_command;
-	const char *command = resume ? m->mc->retry_command : m->mc->command;
-	char *const *argv = resume ? NULL : m->mc->command_argv;
 	uint64_t run;
 	int attempt = spawn_attempt(m, &run);
-	ssize_t n;
 	pid_t pid;
 
-	if (m->adopt_pid > 0 && adopt_job(m, &child_err, err, errlen))
-		return child_err; /* followed, not started: its result */
-	if ((log_fd = open_output(m, err, errlen)) < 0)
-		return log_fd;
-	if (pipe2(pipefd, O_CLOEXEC) != 0) {
-		int e = errno;
-
-		snprintf(err, errlen, "pipe: %s", strerror(e));
-		close(log_fd);
-		return -e;
-	}
+	if ((r = open_channels(m, &log_fd, pipefd, err, errlen)))
+		return r;
 	pid = fork();
 	if (pid < 0) {
 		snprintf(err, errlen, "fork: %s", strerror(errno));
@@ -181,23 +220,64 @@ int monitor_spawn(struct monitor *m, char *err, size_t errlen)
 		if (marker)
 			putenv(marker);
 		monitor_child_env(m, run, attempt);
-		child_exec(command, argv, log_fd, pipefd[1]);
+		child_exec(command, argv, log_fd, pipefd[1], id, m->mc);
 	}
 	setpgid(pid, pid); /* also here: whichever runs first, the group exists */
 	close(pipefd[1]);
 	close(log_fd);
-	do
-		n = read(pipefd[0], &child_err, sizeof(child_err));
-	while (n < 0 && errno == EINTR);
-	close(pipefd[0]);
 	m->attempts++;
-	if (n == sizeof(child_err)) {
-		waitpid(pid, NULL, 0);
-		snprintf(err, errlen, "cannot start \"%s\": %s", command, strerror(child_err));
-		return -child_err;
-	}
+	if ((r = start_result(pipefd[0], pid, command, err, errlen)))
+		return r;
 	m->target.is_child = 1;
 	return monitor_make_pid_detector(m, pid, err, errlen);
+}
+
+/* As a transient unit of the system's systemd: outside the agent's sandbox.
+ * Not our child: its exit status comes through the process-events connector
+ * (the agent's CAP_NET_ADMIN). */
+static int spawn_as_unit(struct monitor *m, const char *command, char *const *argv,
+			 const struct job_identity *id, char *err, size_t errlen)
+{
+	struct unit_job job = { .name = m->name, .command = command, .argv = argv, .id = id,
+				.mc = m->mc };
+	int gate = -1, r;
+	pid_t pid;
+
+	job.attempt = spawn_attempt(m, &job.run);
+	if ((job.out_fd = open_output(m, err, errlen)) < 0)
+		return job.out_fd;
+	pid = spawn_unit_start(&job, &gate, err, errlen);
+	close(job.out_fd);
+	m->attempts++;
+	if (pid < 0)
+		return (int)pid;
+	m->target.is_child = 0;
+	r = monitor_make_pid_detector(m, pid, err, errlen);
+	spawn_unit_release(gate); /* watched now: the job may run (and end) */
+	return r;
+}
+
+int monitor_spawn(struct monitor *m, char *err, size_t errlen)
+{
+	/* retry_command replaces the command after the first attempt (a resume) */
+	bool resume = m->state == RUN_RETRYING && m->mc->retry_command;
+	const char *command = resume ? m->mc->retry_command : m->mc->command;
+	char *const *argv = resume ? NULL : m->mc->command_argv;
+	struct job_identity id;
+	int r = 0;
+
+	if (m->adopt_pid > 0 && adopt_job(m, &r, err, errlen))
+		return r; /* followed, not started: its result */
+	if ((r = job_identity_resolve(m->mc, &id, err, errlen))) {
+		m->attempts++;
+		return r;
+	}
+	if (spawn_unit_available())
+		r = spawn_as_unit(m, command, argv, &id, err, errlen);
+	else
+		r = spawn_direct(m, command, argv, &id, err, errlen);
+	job_identity_free(&id);
+	return r;
 }
 
 /* ------------------------------------------------------------ process trees */

@@ -76,6 +76,12 @@ struct notifier {
 	bool spool_full_logged, failing;
 	bool probing; /* after a failure: one at a time until one gets through */
 	unsigned failures;
+	/* A delivery tried on the caller's record (submit_direct), in the call */
+	uint64_t direct_token;
+	bool direct_answered;
+	enum vigil_delivery direct_result;
+	int64_t direct_retry_after;
+	char direct_detail[256];
 };
 
 const char *notifier_name(const struct notifier *n) { return n->name; }
@@ -358,18 +364,72 @@ static int64_t commit_fired(struct loop *loop, int64_t id, void *data)
 	return LOOP_TIMER_DONE;
 }
 
+/* A queue entry holding a copy of rec, or NULL (logged). */
+static struct pending *pending_new(struct notifier *n, const struct vigil_record *rec)
+{
+	struct pending *p = calloc(1, sizeof(*p));
+
+	if (!p || !(p->rec = record_copy(rec))) {
+		free(p);
+		log_msg(LOG_LVL_ERR, n->ctx.label, "out of memory: event %s not queued", rec->id);
+		return NULL;
+	}
+	return p;
+}
+
+static bool direct_possible(const struct notifier *n)
+{
+	return !n->spool && !n->head && !n->n_in_flight && !n->kicking && !n->probing &&
+	       n->backoff_timer <= 0 && !n->barrier_in_flight;
+}
+
+/* An idle notifier without a spool tries the delivery on the caller's record
+ * (borrowed for the call): an answer within the call (stdout) costs no copy
+ * of the record. Anything else is queued as a copy, in flight, and its answer
+ * (already given, or to come) goes the usual way. */
+static void submit_direct(struct notifier *n, const struct vigil_record *rec)
+{
+	uint64_t token = n->next_token++;
+	struct pending *p;
+	int rc;
+
+	n->direct_token = token;
+	n->direct_answered = false;
+	rc = n->plugin->notify(n->instance, token, rec);
+	n->direct_token = 0;
+	if (n->direct_answered && n->direct_result == VIGIL_DELIVERED) {
+		n->probing = false;
+		return;
+	}
+	p = pending_new(n, rec);
+	if (!p)
+		return;
+	p->committed = p->in_flight = true;
+	p->token = token;
+	p->attempts = 1;
+	append(n, p);
+	n->n_in_flight++;
+	n->barrier_in_flight |= p->barrier;
+	if (rc < 0)
+		notifier_delivered(n, token, VIGIL_RETRY, strerror(-rc), -1);
+	else if (n->direct_answered)
+		notifier_delivered(n, token, n->direct_result, n->direct_detail,
+				   n->direct_retry_after);
+}
+
 void notifier_submit(struct notifier *n, const struct vigil_record *rec)
 {
 	struct pending *p;
 
 	if (!notify_on_wants(n->on, rec->event))
 		return;
-	p = calloc(1, sizeof(*p));
-	if (!p || !(p->rec = record_copy(rec))) {
-		free(p);
-		log_msg(LOG_LVL_ERR, n->ctx.label, "out of memory: event %s not queued", rec->id);
+	if (direct_possible(n)) {
+		submit_direct(n, rec);
 		return;
 	}
+	p = pending_new(n, rec);
+	if (!p)
+		return;
 	p->committed = !n->spool;
 	append(n, p);
 	if (n->spool && n->commit_timer <= 0) {
@@ -458,6 +518,13 @@ void notifier_delivered(struct notifier *n, uint64_t token, enum vigil_delivery 
 {
 	struct pending *p = n->head;
 
+	if (token && token == n->direct_token) { /* submit_direct: within the call */
+		n->direct_answered = true;
+		n->direct_result = result;
+		n->direct_retry_after = retry_after_ms;
+		snprintf(n->direct_detail, sizeof(n->direct_detail), "%s", detail ? detail : "");
+		return;
+	}
 	while (p && !(p->in_flight && p->token == token))
 		p = p->next;
 	if (!p)

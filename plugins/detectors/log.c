@@ -27,6 +27,7 @@
 #define LOG_BUDGET (8u << 20)       /* bytes per loop callback before yielding */
 #define LOG_PROGRESS_MS 1000        /* at most one progress event per second */
 #define LOG_RETRY_MS 1000           /* folder missing: look again */
+#define LOG_CURSOR_MS 1000          /* the position is saved at most this often */
 #define LOG_MAX_LINE_LIMIT (64u << 20)
 #define LOG_MAX_TAIL 1000
 #define LOG_MSG_LINE 256            /* bytes of a line quoted in a message */
@@ -127,6 +128,7 @@ void log_emit_match(struct log_inst *li, int p, const char *line, size_t n, bool
 
 	log_quote(msg + k, sizeof msg - (size_t)k, line, n);
 	li->host->emit(li->ctx, &ev);
+	li->cursor_due = true;
 }
 
 static void log_emit_progress(struct log_inst *li, double v, bool pct)
@@ -444,13 +446,81 @@ static bool log_check(struct log_inst *li, size_t budget)
 	}
 }
 
+/* ------------------------------------------------------------- cursor */
+
+static bool log_can_keep_state(const struct log_inst *li)
+{
+	const struct vigil_host *h = li->host;
+
+	return h->size >= offsetof(struct vigil_host, load_state) + sizeof h->load_state &&
+	       h->save_state && h->load_state;
+}
+
+/* Save where reading stands, when it moved. */
+static void log_cursor_save(struct log_inst *li)
+{
+	struct log_cursor c;
+
+	li->cursor_due = false;
+	if (!log_can_keep_state(li) || !log_cursor_take(li, &c) ||
+	    memcmp(&c, &li->saved, sizeof c) == 0)
+		return;
+	if (li->host->save_state(li->ctx, &c, sizeof c) == 0)
+		li->saved = c;
+}
+
+static int64_t log_cursor_cb(void *data)
+{
+	struct log_inst *li = data;
+
+	li->cursor_timer = 0;
+	log_cursor_save(li);
+	return VIGIL_TIMER_DONE;
+}
+
+/* After reading: a reported line is saved as read at once, so that a
+ * restart neither repeats nor loses it; other lines at most once a second. */
+static void log_cursor_note(struct log_inst *li)
+{
+	if (li->cursor_due) {
+		log_cursor_save(li);
+		return;
+	}
+	if (li->cursor_timer || !log_can_keep_state(li))
+		return;
+	int64_t id = li->host->add_timer(li->ctx, LOG_CURSOR_MS, log_cursor_cb, li);
+	li->cursor_timer = id > 0 ? id : 0;
+}
+
+/* Start where the last process that ran this monitor stopped reading. False
+ * when it saved nothing. */
+static bool log_cursor_load(struct log_inst *li)
+{
+	struct log_cursor c;
+	ssize_t n = log_can_keep_state(li) ? li->host->load_state(li->ctx, &c, sizeof c) : -1;
+
+	if (n != (ssize_t)sizeof c || c.magic != LOG_CURSOR_MAGIC || c.off < 0 ||
+	    c.head_len > LOG_FP || c.last_len > LOG_FP)
+		return false;
+	li->saved = c;
+	if (log_cursor_resume(li, &c))
+		return true;
+	li->host->log(li->ctx, VIGIL_LOG_WARN,
+		      "%s: the file read up to byte %lld before is gone and no rotated copy holds "
+		      "it: an unknown number of bytes after it are skipped",
+		      li->path, (long long)c.off);
+	return false;
+}
+
 static void log_settle_finish(struct log_inst *li);
 
 static int64_t log_resume_cb(void *data)
 {
 	struct log_inst *li = data;
 
-	if (log_check(li, LOG_BUDGET))
+	bool more = log_check(li, LOG_BUDGET);
+	log_cursor_note(li);
+	if (more)
 		return 0;
 	li->resume_timer = 0;
 	if (li->settling) {
@@ -465,7 +535,11 @@ static int64_t log_resume_cb(void *data)
  * large catch-up never holds the loop. */
 static void log_kick(struct log_inst *li)
 {
-	if (li->resume_timer || !log_check(li, LOG_BUDGET))
+	if (li->resume_timer)
+		return;
+	bool more = log_check(li, LOG_BUDGET);
+	log_cursor_note(li);
+	if (!more)
 		return;
 	int64_t id = li->host->add_timer(li->ctx, 0, log_resume_cb, li);
 	li->resume_timer = id > 0 ? id : 0;
@@ -673,7 +747,7 @@ static int log_start(void *instance, char *err, size_t errlen)
 		log_retry_arm(li);
 	/* a log that exists now is followed from its end (unless from=start);
 	 * one that appears later is read from its start */
-	if (log_open_path(li, !li->from_start) < 0)
+	if (!log_cursor_load(li) && log_open_path(li, !li->from_start && !li->saved.magic) < 0)
 		log_seen_all(li);
 	li->last_output_ms = li->host->now_ms(li->ctx);
 	log_stall_arm(li);
@@ -725,6 +799,7 @@ static void log_settle_finish(struct log_inst *li)
 	if (li->pend)
 		log_emit_progress(li, li->pend_value, li->pend_pct);
 	log_report_tail(li);
+	log_cursor_save(li);
 }
 
 /* Read to the end before the outcome is decided, one time-bounded turn at
@@ -758,7 +833,10 @@ static void log_destroy(void *instance)
 {
 	struct log_inst *li = instance;
 	int64_t *timers[] = {&li->resume_timer, &li->retry_timer, &li->stall_timer,
-			     &li->progress_timer, &li->late_timer};
+			     &li->progress_timer, &li->late_timer, &li->cursor_timer};
+
+	if (li->buf)
+		log_cursor_save(li); /* started: where the next process goes on */
 
 	for (size_t i = 0; i < sizeof timers / sizeof timers[0]; i++)
 		if (*timers[i] > 0)

@@ -48,6 +48,29 @@ struct log_src {
 	size_t head_len;
 };
 
+/* Where reading stands, kept by the host across restarts (save_state):
+ * the file, its first bytes, the bytes before the offset, and the offset of
+ * the first byte not matched yet. */
+struct log_cursor {
+	uint32_t magic; /* LOG_CURSOR_MAGIC: this layout */
+	uint32_t head_len, last_len;
+	uint32_t pad;
+	uint64_t dev, ino;
+	int64_t btime, off;
+	char head[LOG_FP], last[LOG_FP];
+};
+#define LOG_CURSOR_MAGIC 0x76634c31u /* "vcL1" */
+
+/* What a file held when we left it: its first bytes, the bytes before the
+ * offset we read it to, and that offset. A compressed copy of it is known by
+ * them (it is another inode). */
+struct log_fp {
+	off_t off;
+	size_t head_len, last_len;
+	char head[LOG_FP], last[LOG_FP];
+};
+#define LOG_DONE_N 16 /* files left behind whose fingerprints are kept */
+
 struct log_sibs {
 	struct log_sib *v;
 	size_t n, cap;
@@ -82,6 +105,9 @@ struct log_inst {
 	size_t n_seen, cap_seen;
 	struct log_sibs sibs[2];
 	struct log_late late[LOG_LATE_N];
+	struct log_fp done[LOG_DONE_N]; /* files left, newest at done_pos - 1 */
+	size_t done_pos, n_done;
+	off_t seen_size; /* cur's size when last looked at (bytes known to exist) */
 	bool leaving; /* cur is left behind, not closed, at the next switch */
 	char last[LOG_FP];   /* the bytes just before cur.off */
 	size_t last_len;
@@ -95,6 +121,9 @@ struct log_inst {
 	size_t ring_pos, ring_count;
 
 	int64_t resume_timer, retry_timer, stall_timer, progress_timer, late_timer;
+	int64_t cursor_timer;
+	struct log_cursor saved; /* the position saved or loaded last (magic 0: none) */
+	bool cursor_due;         /* a line was reported: save the position now */
 	int64_t last_output_ms;
 	bool stalled, exited;
 
@@ -102,7 +131,7 @@ struct log_inst {
 	double prog_value, pend_value;
 	int64_t prog_ms;
 
-	bool warned_read, warned_match, warned_open, warned_lost;
+	bool warned_read, warned_match, warned_open;
 
 	/* matching stops at this CLOCK_MONOTONIC time, INT64_MAX: never */
 	int64_t turn_end_ns;
@@ -141,6 +170,13 @@ void log_watch_file(struct log_inst *li);
 int log_open_path(struct log_inst *li, bool at_end);
 /* Everything rotated so far came before what we read now. */
 void log_seen_all(struct log_inst *li);
+/* Where reading stands now, cur's first bytes and the bytes before the
+ * offset included. False when there is no file to tell of. */
+bool log_cursor_take(struct log_inst *li, struct log_cursor *c);
+/* Go on from a saved position: in the file at the path when it still holds
+ * it, else in the rotated copy holding it, then the copies made after it.
+ * False when no file holds it any more. */
+bool log_cursor_resume(struct log_inst *li, const struct log_cursor *c);
 /* cur was read to its end and is behind us: switch to the next file to read.
  * False when there is nothing to go on with yet. */
 bool log_next_file(struct log_inst *li);

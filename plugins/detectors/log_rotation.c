@@ -15,12 +15,24 @@
  *   before our offset) is found by content wherever further rotations moved
  *   it (LOG.3...), the rest of it is read, then the copies made after it,
  *   then the log from its start.
- * Limits: a copy deleted (logrotate's `rotate N`, maxage) or compressed
- * before we got to it, or moved to an olddir, cannot be read: for a
- * truncation that is logged once; compressed copies are never read; lines
- * written between logrotate's copy and its truncate are lost by logrotate
- * itself; a writer appending to a renamed file longer than LOG_LATE_MS after
- * we left it is not followed.
+ * - copytruncate of a log we had read nothing of (empty when we looked): a
+ *   rotated copy made while the path still names our file holds lines we
+ *   never saw: it is read, then the log from its start.
+ * - compress, delaycompress: gzip copies (LOG.N.gz, LOG-DATE.gz) are
+ *   inflated with zlib into an anonymous file that reads like the plain copy.
+ *   Being another inode, a compressed copy of a file we read is known by its
+ *   content: its first bytes and the bytes before the offset we left that
+ *   file at (the last LOG_DONE_N files left are remembered); only the rest is
+ *   read. A .gz whose plain file is still there is being written: skipped.
+ * - Order: logrotate's names (LOG.N by N falling, LOG-DATE by date), not
+ *   birth times (a copy is born again when compressed).
+ * Limits: a copy deleted (logrotate's `rotate N`, maxage) before we got to
+ * it, or moved to an olddir, cannot be read: for a truncation that is
+ * logged, with the bytes known lost; other compressions (xz, bz2, zstd) are
+ * not read; a gzip copy is inflated in one go (at most LOG_GZ_MAX bytes),
+ * holding the loop meanwhile; lines written between logrotate's copy and its
+ * truncate are lost by logrotate itself; a writer appending to a renamed
+ * file longer than LOG_LATE_MS after we left it is not followed.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -31,9 +43,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "vigil/plugin.h"
 #include "log_internal.h"
@@ -42,12 +56,15 @@
 #define LOG_MAX_SEEN 4096           /* rotated copies remembered as read */
 #define LOG_SCAN_TRIES 4            /* readings of the folder until two agree */
 #define LOG_LATE_MS 10000           /* renamed files watched this long after we left them */
+#define LOG_GZ_MAX ((off_t)1 << 30) /* bytes inflated from one gzip copy */
+#define LOG_GZ_CHUNK (256u << 10)
 
 /* A rotated copy in the log's folder. */
 struct log_sib {
 	struct log_id id;
 	off_t size;
 	uint64_t num; /* LOG.N: N; LOG-SUFFIX: UINT64_MAX */
+	bool gz;      /* NAME.gz: read through zlib */
 	char name[NAME_MAX + 1];
 };
 
@@ -97,6 +114,12 @@ static ssize_t log_pread_full(int fd, char *b, size_t n, off_t off)
 	return r;
 }
 
+/* pread from a source: a plain file, or a compressed one decompressed. */
+static ssize_t log_src_pread(const struct log_src *src, char *b, size_t n, off_t off)
+{
+	return log_pread_full(src->fd, b, n, off);
+}
+
 /* The fingerprints of the file's content: its first bytes, and the bytes
  * before our offset. */
 static void log_read_fingerprints(struct log_inst *li)
@@ -108,24 +131,145 @@ static void log_read_fingerprints(struct log_inst *li)
 	li->last_len = r == (ssize_t)k ? k : 0;
 }
 
+static void log_fp_of_cur(const struct log_inst *li, struct log_fp *fp)
+{
+	fp->off = li->cur.off;
+	fp->head_len = li->cur.head_len;
+	fp->last_len = li->last_len;
+	memcpy(fp->head, li->cur.head, li->cur.head_len);
+	memcpy(fp->last, li->last, li->last_len);
+}
+
+/* Does the file hold the same content as fp up to fp->off? */
+static bool log_fp_holds(const struct log_fp *fp, int fd, off_t size, bool *read_past)
+{
+	char tmp[LOG_FP];
+
+	*read_past = false;
+	if (log_pread_full(fd, tmp, fp->head_len, 0) != (ssize_t)fp->head_len ||
+	    memcmp(tmp, fp->head, fp->head_len) != 0)
+		return false;
+	if (size < fp->off) {
+		/* a copy taken before we read what followed: nothing left in it */
+		*read_past = fp->head_len > 0;
+		return false;
+	}
+	return log_pread_full(fd, tmp, fp->last_len, fp->off - (off_t)fp->last_len) ==
+		       (ssize_t)fp->last_len &&
+	       memcmp(tmp, fp->last, fp->last_len) == 0;
+}
+
 /* Does the file hold the same content as cur up to cur.off? */
 static bool log_holds_ours(struct log_inst *li, int fd, off_t size, bool *read_past)
 {
-	char tmp[LOG_FP];
-	const struct log_src *c = &li->cur;
+	struct log_fp fp;
 
-	*read_past = false;
-	if (log_pread_full(fd, tmp, c->head_len, 0) != (ssize_t)c->head_len ||
-	    memcmp(tmp, c->head, c->head_len) != 0)
-		return false;
-	if (size < c->off) {
-		/* a copy taken before we read what followed: nothing left in it */
-		*read_past = c->head_len > 0;
-		return false;
+	log_fp_of_cur(li, &fp);
+	return log_fp_holds(&fp, fd, size, read_past);
+}
+
+/* cur is left behind: remember what it held, for its compressed copy. */
+static void log_done_add(struct log_inst *li)
+{
+	if (li->cur.off <= 0 || !li->cur.head_len)
+		return; /* nothing read: nothing to know a copy by */
+	log_fp_of_cur(li, &li->done[li->done_pos]);
+	li->done_pos = (li->done_pos + 1) % LOG_DONE_N;
+	if (li->n_done < LOG_DONE_N)
+		li->n_done++;
+}
+
+/* Where to start in a compressed copy (fd, size bytes inflated): after what
+ * we read of the file it was made from, 0 when it is none we read, -1 when
+ * it holds nothing we have not read. */
+static off_t log_done_upto(const struct log_inst *li, int fd, off_t size)
+{
+	struct log_fp cur;
+	bool read_past;
+
+	/* the file we leave now first: not among those left yet */
+	log_fp_of_cur(li, &cur);
+	if (li->cur.fd >= 0 && cur.off > 0 && cur.head_len) {
+		if (log_fp_holds(&cur, fd, size, &read_past))
+			return cur.off;
+		if (read_past)
+			return -1;
 	}
-	return log_pread_full(fd, tmp, li->last_len, c->off - (off_t)li->last_len) ==
-		       (ssize_t)li->last_len &&
-	       memcmp(tmp, li->last, li->last_len) == 0;
+	for (size_t i = 1; i <= li->n_done; i++) {
+		const struct log_fp *fp = &li->done[(li->done_pos + LOG_DONE_N - i) % LOG_DONE_N];
+
+		if (log_fp_holds(fp, fd, size, &read_past))
+			return fp->off;
+		if (read_past)
+			return -1;
+	}
+	return 0;
+}
+
+/* ---------------------------------------------------------------- gzip */
+
+static int log_write_all(int fd, const char *b, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = write(fd, b, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return w < 0 ? -errno : -EIO;
+		b += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+/* Inflate gz into out, at most LOG_GZ_MAX bytes; -ENOMSG when it does not
+ * start with want's first bytes (want NULL: any), checked on the first chunk.
+ * A stream cut short (a copy being written) gives what it holds. */
+static int log_gz_copy(gzFile gz, int out, const struct log_fp *want, off_t *size)
+{
+	char *b = malloc(LOG_GZ_CHUNK);
+	int e = b ? 0 : -ENOMEM;
+
+	*size = 0;
+	while (e == 0 && *size < LOG_GZ_MAX) {
+		int n = gzread(gz, b, LOG_GZ_CHUNK);
+		if (n <= 0)
+			break;
+		if (*size == 0 && want &&
+		    ((size_t)n < want->head_len || memcmp(b, want->head, want->head_len) != 0))
+			e = -ENOMSG;
+		else
+			e = log_write_all(out, b, (size_t)n);
+		*size += n;
+	}
+	free(b);
+	return e;
+}
+
+/* A gzip copy, inflated into an anonymous file that reads like the plain
+ * copy it was made from (fingerprints, offsets): its fd, or -errno. fd is
+ * the .gz, left open for the caller. */
+static int log_gz_open(int fd, const struct log_fp *want, off_t *size)
+{
+	int dfd = dup(fd), out, e;
+	gzFile gz = dfd >= 0 ? gzdopen(dfd, "rb") : NULL;
+
+	*size = 0;
+	if (!gz) {
+		e = dfd < 0 ? -errno : -ENOMEM;
+		if (dfd >= 0)
+			close(dfd);
+		return e;
+	}
+	out = memfd_create("vigil-log-gz", MFD_CLOEXEC);
+	e = out < 0 ? -errno : log_gz_copy(gz, out, want, size);
+	gzclose(gz);
+	if (e < 0) {
+		if (out >= 0)
+			close(out);
+		return e;
+	}
+	return out;
 }
 
 /* --------------------------------------------------------- late writes */
@@ -258,36 +402,75 @@ static bool log_compressed(const char *name)
 	return false;
 }
 
+static bool log_gz_name(const char *n)
+{
+	size_t len = strlen(n);
+
+	return len > 3 && strcmp(n + len - 3, ".gz") == 0;
+}
+
 /* A rotated copy's name: LOG.N (num N), or LOG-<digit>... (dates,
- * logrotate's .backup; num UINT64_MAX). Compressed copies are not read. */
-static bool log_sib_name(const struct log_inst *li, const char *n, uint64_t *num)
+ * logrotate's .backup; num UINT64_MAX), plain or .gz; other compressions are
+ * not read. */
+static bool log_sib_name(const struct log_inst *li, const char *n, uint64_t *num, bool *gz)
 {
 	char *end;
 
 	if (strncmp(n, li->base, li->base_len) != 0)
 		return false;
 	n += li->base_len;
+	*gz = log_gz_name(n);
+	if (log_compressed(n) && !*gz)
+		return false;
 	if (n[0] == '.' && n[1] >= '0' && n[1] <= '9') {
 		errno = 0;
 		*num = strtoull(n + 1, &end, 10);
-		return *end == '\0' && errno == 0 && *num != UINT64_MAX;
+		return (*end == '\0' || (*gz && strcmp(end, ".gz") == 0)) && errno == 0 &&
+		       *num != UINT64_MAX;
 	}
-	if (n[0] == '-' && n[1] >= '0' && n[1] <= '9' && !log_compressed(n)) {
+	if (n[0] == '-' && n[1] >= '0' && n[1] <= '9') {
 		*num = UINT64_MAX;
 		return true;
 	}
 	return false;
 }
 
-/* Older first: by birth time where known; in a tie (timestamps are coarse)
- * as logrotate names them: LOG-DATE by name before LOG.N, LOG.N by N falling. */
+/* LOG-DATE names by date, a .gz as the plain copy it was made from. */
+static int log_stem_cmp(const struct log_sib *a, const struct log_sib *b)
+{
+	size_t la = strlen(a->name) - (a->gz ? 3 : 0), lb = strlen(b->name) - (b->gz ? 3 : 0);
+	int c = strncmp(a->name, b->name, la < lb ? la : lb);
+
+	return c ? c : la < lb ? -1 : la > lb ? 1 : 0;
+}
+
+/* Older first, as logrotate names them: LOG.N by N falling, LOG-DATE by
+ * date. Birth times do not tell (compress makes a new file, delaycompress
+ * after a newer copy): only between the two kinds of name, then LOG-DATE
+ * before LOG.N. */
 static int log_sib_cmp(const struct log_sib *a, const struct log_sib *b)
 {
+	bool da = a->num == UINT64_MAX, db = b->num == UINT64_MAX;
+
+	if (!da && !db)
+		return a->num == b->num ? 0 : a->num > b->num ? -1 : 1;
+	if (da && db)
+		return log_stem_cmp(a, b);
 	if (a->id.btime && b->id.btime && a->id.btime != b->id.btime)
 		return a->id.btime < b->id.btime ? -1 : 1;
-	if (a->num != b->num)
-		return a->num > b->num ? -1 : 1;
-	return a->num == UINT64_MAX ? strcmp(a->name, b->name) : 0;
+	return da ? -1 : 1;
+}
+
+/* A .gz whose plain copy is still there is being written from it. */
+static bool log_sib_pending(const struct log_sibs *s, const struct log_sib *e)
+{
+	size_t stem = strlen(e->name) - 3;
+
+	for (size_t i = 0; e->gz && i < s->n; i++)
+		if (!s->v[i].gz && strlen(s->v[i].name) == stem &&
+		    strncmp(s->v[i].name, e->name, stem) == 0)
+			return true;
+	return false;
 }
 
 static int log_scan_once(struct log_inst *li, struct log_sibs *s)
@@ -300,8 +483,9 @@ static int log_scan_once(struct log_inst *li, struct log_sibs *s)
 	for (struct dirent *de; (de = readdir(d));) {
 		uint64_t num;
 		mode_t mode;
+		bool gz;
 
-		if (!log_sib_name(li, de->d_name, &num))
+		if (!log_sib_name(li, de->d_name, &num, &gz))
 			continue;
 		if (s->n == s->cap) {
 			size_t cap = s->cap ? s->cap * 2 : 32;
@@ -316,6 +500,7 @@ static int log_scan_once(struct log_inst *li, struct log_sibs *s)
 		    !S_ISREG(mode))
 			continue;
 		e->num = num;
+		e->gz = gz;
 		memcpy(e->name, de->d_name, strlen(de->d_name) + 1);
 		s->n++;
 	}
@@ -420,13 +605,17 @@ static const struct log_sib *log_oldest_unread(struct log_inst *li, const struct
 	const struct log_sib *best = NULL;
 
 	for (size_t i = 0; i < s->n; i++)
-		if (log_unread(li, &s->v[i].id) && (!best || log_sib_cmp(&s->v[i], best) < 0))
+		if (log_unread(li, &s->v[i].id) && !log_sib_pending(s, &s->v[i]) &&
+		    (!best || log_sib_cmp(&s->v[i], best) < 0))
 			best = &s->v[i];
 	return best;
 }
 
-/* Open a rotated copy; -ESTALE when its name now belongs to another file. */
-static int log_open_sib(struct log_inst *li, const struct log_sib *e, off_t *size)
+/* Open a rotated copy, a .gz inflated (-ENOMSG when it does not start as
+ * want does; want NULL: any); -ESTALE when its name now belongs to another
+ * file. */
+static int log_open_sib(struct log_inst *li, const struct log_sib *e, const struct log_fp *want,
+			off_t *size)
 {
 	char p[PATH_MAX];
 	struct log_id id;
@@ -441,6 +630,11 @@ static int log_open_sib(struct log_inst *li, const struct log_sib *e, off_t *siz
 	if (log_statx(fd, "", AT_EMPTY_PATH, &id, size, &mode) < 0 || !log_id_eq(&id, &e->id)) {
 		close(fd);
 		return -ESTALE;
+	}
+	if (e->gz) {
+		int out = log_gz_open(fd, want, size);
+		close(fd);
+		return out;
 	}
 	return fd;
 }
@@ -480,6 +674,8 @@ static void log_switch(struct log_inst *li, int fd, const struct log_id *id, off
 {
 	if (off == 0 && li->buf)
 		log_flush_partial(li);
+	if (li->cur.fd >= 0 && li->cur.fd != fd)
+		log_done_add(li);
 	if (li->cur.fd >= 0 && li->cur.fd != fd && li->cur.fd != li->live.fd) {
 		if (li->leaving)
 			log_late_add(li);
@@ -490,6 +686,7 @@ static void log_switch(struct log_inst *li, int fd, const struct log_id *id, off
 	li->cur.fd = fd;
 	li->cur.id = *id;
 	li->cur.off = off;
+	li->seen_size = off;
 	lseek(fd, off, SEEK_SET);
 	log_read_fingerprints(li);
 	if (li->ino_fd >= 0)
@@ -552,14 +749,18 @@ bool log_next_file(struct log_inst *li)
 			e = NULL; /* renamed back to the path meanwhile */
 		if (e) {
 			struct log_id eid = e->id;
-			int fd = log_open_sib(li, e, &size);
+			bool gz = e->gz;
+			int fd = log_open_sib(li, e, NULL, &size);
 			if (pfd >= 0)
 				close(pfd);
 			if (fd == -ESTALE)
 				continue;
 			log_seen_add(li, &eid); /* read now, or unreadable: skipped */
-			if (fd >= 0) {
-				log_switch(li, fd, &eid, 0);
+			off_t from = fd >= 0 && gz ? log_done_upto(li, fd, size) : 0;
+			if (from < 0)
+				close(fd);
+			else if (fd >= 0) {
+				log_switch(li, fd, &eid, from);
 				return true;
 			}
 			continue;
@@ -596,6 +797,72 @@ bool log_follow(struct log_inst *li)
 	return moved;
 }
 
+/* -------------------------------------------------------------- cursor */
+
+bool log_cursor_take(struct log_inst *li, struct log_cursor *c)
+{
+	/* a partial line is read again; the rest of a cut line is not */
+	off_t off = li->cur.off - (li->skipping ? 0 : (off_t)li->carry);
+	size_t k = off < LOG_FP ? (size_t)off : LOG_FP;
+
+	if (li->cur.fd < 0 || off < 0)
+		return false;
+	memset(c, 0, sizeof *c);
+	c->magic = LOG_CURSOR_MAGIC;
+	c->dev = li->cur.id.dev;
+	c->ino = li->cur.id.ino;
+	c->btime = li->cur.id.btime;
+	c->off = off;
+	c->head_len = (uint32_t)li->cur.head_len;
+	memcpy(c->head, li->cur.head, li->cur.head_len);
+	if (log_src_pread(&li->cur, c->last, k, off - (off_t)k) != (ssize_t)k)
+		return false;
+	c->last_len = (uint32_t)k;
+	return true;
+}
+
+static const struct log_sib *log_find_copy(struct log_inst *li, const struct log_sibs *s,
+					   int *fd);
+
+/* The copies made before the one at `copy` (and it) hold nothing unread. */
+static void log_seen_upto(struct log_inst *li, const struct log_sibs *s,
+			  const struct log_sib *copy)
+{
+	for (size_t i = 0; i < s->n; i++)
+		if (log_sib_cmp(&s->v[i], copy) <= 0)
+			log_seen_add(li, &s->v[i].id);
+}
+
+bool log_cursor_resume(struct log_inst *li, const struct log_cursor *c)
+{
+	struct log_id id = {.dev = (dev_t)c->dev, .ino = (ino_t)c->ino, .btime = c->btime}, pid;
+	off_t size;
+	bool read_past;
+	int fd;
+
+	li->cur.off = c->off;
+	li->cur.head_len = c->head_len;
+	memcpy(li->cur.head, c->head, c->head_len);
+	li->last_len = c->last_len;
+	memcpy(li->last, c->last, c->last_len);
+	fd = log_open_at_path(li, &pid, &size);
+	if (fd >= 0 && log_id_eq(&pid, &id) && log_holds_ours(li, fd, size, &read_past)) {
+		log_seen_all(li);
+		log_switch(li, fd, &pid, c->off);
+		return true;
+	}
+	if (fd >= 0)
+		close(fd);
+	const struct log_sibs *s = log_siblings(li);
+	const struct log_sib *copy = s ? log_find_copy(li, s, &fd) : NULL;
+	if (!copy || fd < 0)
+		return false;
+	id = copy->id;
+	log_seen_upto(li, s, copy);
+	log_switch(li, fd, &id, c->off);
+	return true;
+}
+
 /* -------------------------------------------------------- copytruncate */
 
 /* The newest rotated copy holding what we read, up to cur.off at least
@@ -613,9 +880,13 @@ static const struct log_sib *log_find_copy(struct log_inst *li, const struct log
 		off_t size;
 		bool read_past;
 
-		if (e->size < (off_t)li->cur.head_len || (best && log_sib_cmp(e, best) < 0))
+		struct log_fp want;
+
+		if ((!e->gz && e->size < (off_t)li->cur.head_len) || log_sib_pending(s, e) ||
+		    (best && log_sib_cmp(e, best) < 0))
 			continue;
-		int f = log_open_sib(li, e, &size);
+		log_fp_of_cur(li, &want);
+		int f = log_open_sib(li, e, &want, &size);
 		if (f < 0)
 			continue;
 		if (log_holds_ours(li, f, size, &read_past)) {
@@ -630,6 +901,26 @@ static const struct log_sib *log_find_copy(struct log_inst *li, const struct log
 		close(f);
 	}
 	return best ? best : past;
+}
+
+/* No copy holds what followed cur.off: deleted by logrotate's `rotate N` or
+ * maxage before we got to run, or moved to an olddir. Said each time, with
+ * the bytes known to have been there (seen by fstat, not read). */
+static void log_warn_lost(struct log_inst *li)
+{
+	off_t known = li->seen_size - li->cur.off;
+
+	if (known > 0)
+		li->host->log(li->ctx, VIGIL_LOG_WARN,
+			      "%s truncated and no rotated copy holds what followed byte %lld "
+			      "(deleted or moved away): %lld bytes lost, and any written after them",
+			      li->path, (long long)li->cur.off, (long long)known);
+	else
+		li->host->log(li->ctx, VIGIL_LOG_WARN,
+			      "%s truncated and no rotated copy holds what followed byte %lld "
+			      "(deleted or moved away): the bytes written after it are lost "
+			      "(how many is unknown: the copy is gone)",
+			      li->path, (long long)li->cur.off);
 }
 
 /* Truncated in place (copytruncate): the log is kept open as `live`; what
@@ -652,14 +943,8 @@ void log_truncated(struct log_inst *li)
 		for (size_t i = 0; i < s->n; i++)
 			if (log_sib_cmp(&s->v[i], copy) <= 0)
 				log_seen_add(li, &s->v[i].id);
-	} else if (li->cur.off > 0 && !li->warned_lost) {
-		/* deleted by logrotate's `rotate N` before we got to run, compressed,
-		 * or moved to an olddir: those lines are gone for us */
-		li->warned_lost = true;
-		li->host->log(li->ctx, VIGIL_LOG_WARN,
-			      "%s truncated and no rotated copy holds the lines not read yet "
-			      "(deleted, compressed or moved away): they are skipped",
-			      li->path);
+	} else if (li->cur.off > 0) {
+		log_warn_lost(li);
 	}
 	if (fd >= 0) {
 		li->host->log(li->ctx, VIGIL_LOG_INFO,
@@ -670,13 +955,29 @@ void log_truncated(struct log_inst *li)
 	log_next_file(li);
 }
 
+/* Nothing read of cur, empty when we looked: a rotated copy made since,
+ * while the path still names cur, holds lines we never saw (written, copied
+ * and truncated between two reads). */
+static bool log_copied_unread(struct log_inst *li)
+{
+	struct stat st;
+	const struct log_sibs *s;
+
+	if (stat(li->path, &st) < 0 || st.st_dev != li->cur.id.dev || st.st_ino != li->cur.id.ino)
+		return false;
+	s = log_siblings(li);
+	return s && log_oldest_unread(li, s);
+}
+
 /* Shorter than our offset, or other first bytes: truncated (and maybe
- * written again past our offset already). */
+ * written again past our offset already); or see log_copied_unread. */
 bool log_is_truncated(struct log_inst *li)
 {
 	struct stat st;
 	char tmp[LOG_FP];
 
+	if (li->cur.off == 0 && li->cur.head_len == 0 && log_copied_unread(li))
+		return true;
 	if (fstat(li->cur.fd, &st) < 0)
 		return false;
 	if (st.st_size < li->cur.off)
@@ -690,5 +991,6 @@ bool log_is_truncated(struct log_inst *li)
 		memcpy(li->cur.head, tmp, (size_t)r);
 		li->cur.head_len = (size_t)r;
 	}
+	li->seen_size = st.st_size;
 	return false;
 }

@@ -11,6 +11,9 @@
  * finish is sent already resolved (endsAt = startsAt: recorded, never paged);
  * any other outcome is sent firing and Alertmanager resolves it after its
  * resolve_timeout. `recovered` resolves the run's vigil_pressure alert.
+ * `missed` belongs to the monitor, not to a run: vigil_missed has no run label
+ * (one alert per monitor, however many periods pass) and the next run's
+ * `attached` resolves it.
  *
  * Result: 2xx delivered; 408, 429, 5xx and transport errors retry (with
  * Retry-After); any other status is permanent. Details name the URL's host
@@ -148,7 +151,8 @@ static const char *severity(const struct vigil_record *rec)
 	if (strcmp(out, "failed") == 0 || strcmp(out, "timed_out") == 0)
 		return "critical";
 	if (!strcmp(k, VIGIL_EV_STALLED) || !strcmp(k, VIGIL_EV_PRESSURE) ||
-	    !strcmp(k, VIGIL_EV_OVERDUE) || !strcmp(k, VIGIL_EV_TIMEOUT))
+	    !strcmp(k, VIGIL_EV_OVERDUE) || !strcmp(k, VIGIL_EV_TIMEOUT) ||
+	    !strcmp(k, VIGIL_EV_MISSED))
 		return "warning";
 	return "info";
 }
@@ -290,12 +294,13 @@ static void fired_drop(struct webhook *w, size_t i)
 
 /* Remember a firing alert (once per monitor, run and kind; the oldest is
  * forgotten past WEBHOOK_MAX_FIRED). */
-static void fired_add(struct webhook *w, const struct vigil_record *rec, const char *sev)
+static void fired_add(struct webhook *w, const struct vigil_record *rec, uint64_t run,
+		      const char *sev)
 {
 	const char *mon = rec->monitor ? rec->monitor : "", *kind = ev_kind(rec);
 
 	for (size_t i = 0; i < w->n_fired; i++)
-		if (fired_same(&w->fired[i], mon, rec->run, kind))
+		if (fired_same(&w->fired[i], mon, run, kind))
 			return;
 	if (w->n_fired == WEBHOOK_MAX_FIRED)
 		fired_drop(w, 0);
@@ -304,7 +309,7 @@ static void fired_add(struct webhook *w, const struct vigil_record *rec, const c
 		return;
 	w->fired = nf;
 	struct fired f = {strdup(mon), strdup(rec->host ? rec->host : ""), strdup(kind),
-			  strdup(sev), rec->run, rec->time_ms};
+			  strdup(sev), run, rec->time_ms};
 	if (!f.monitor || !f.host || !f.kind || !f.severity) {
 		free(f.monitor), free(f.host), free(f.kind), free(f.severity);
 		return;
@@ -312,9 +317,10 @@ static void fired_add(struct webhook *w, const struct vigil_record *rec, const c
 	w->fired[w->n_fired++] = f;
 }
 
-/* The alerts to resolve for rec, appended to b; the count. */
+/* The alerts of rec's monitor and run `run` to resolve at rec's time,
+ * appended to b; the count. */
 static size_t am_resolutions(struct webhook *w, struct tbuf *b, const struct vigil_record *rec,
-			     const char *only_kind, int comma)
+			     uint64_t run, const char *only_kind, int comma)
 {
 	const char *mon = rec->monitor ? rec->monitor : "";
 	size_t n = 0;
@@ -323,7 +329,7 @@ static size_t am_resolutions(struct webhook *w, struct tbuf *b, const struct vig
 		const struct fired *f = &w->fired[i];
 		char name[96];
 
-		if (!fired_same(f, mon, rec->run, only_kind))
+		if (!fired_same(f, mon, run, only_kind))
 			continue;
 		if (comma || n)
 			tbuf_puts(b, ",");
@@ -344,25 +350,32 @@ static int am_body(struct webhook *w, struct delivery *d, const struct vigil_rec
 
 	snprintf(name, sizeof(name), "vigil_%s", kind);
 	tbuf_puts(&d->body, "[");
+	d->resolve_run = rec->run;
 	if (strcmp(kind, VIGIL_EV_RECOVERED) == 0) {
-		if (!am_resolutions(w, &d->body, rec, VIGIL_EV_PRESSURE, 0))
+		if (!am_resolutions(w, &d->body, rec, rec->run, VIGIL_EV_PRESSURE, 0))
 			return 1;
 		d->resolve_kind = VIGIL_EV_PRESSURE;
 	} else {
 		const char *out = ev_outcome(rec, o, sizeof(o));
 		int64_t ends = finished && strcmp(out, "succeeded") == 0 ? rec->time_ms : -1;
+		int missed = strcmp(kind, VIGIL_EV_MISSED) == 0;
+		uint64_t run = missed ? 0 : rec->run;
 
-		am_alert(&d->body, name, rec->monitor, rec->host, rec->run, kind, sev, out,
+		am_alert(&d->body, name, rec->monitor, rec->host, run, kind, sev, out,
 			 rec->time_ms, ends, rec);
 		if (finished)
-			am_resolutions(w, &d->body, rec, NULL, 1);
-		else if (rec->run)
-			fired_add(w, rec, sev);
+			am_resolutions(w, &d->body, rec, rec->run, NULL, 1);
+		else if (run || missed)
+			fired_add(w, rec, run, sev);
+		if (strcmp(kind, VIGIL_EV_ATTACHED) == 0 &&
+		    am_resolutions(w, &d->body, rec, 0, VIGIL_EV_MISSED, 1)) {
+			d->resolve_kind = VIGIL_EV_MISSED; /* a run began: none is missed */
+			d->resolve_run = 0;
+		}
 	}
 	tbuf_puts(&d->body, "]");
 	if (finished || d->resolve_kind) {
 		d->resolve_monitor = strdup(rec->monitor ? rec->monitor : "");
-		d->resolve_run = rec->run;
 		if (!d->resolve_monitor)
 			d->body.oom = 1;
 	}

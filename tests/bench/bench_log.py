@@ -6,18 +6,26 @@ cached in /tmp (regenerated when missing or of another size). Then, on the same
 file, with the same pattern `completed|finished|error|failed`:
   grep -E -c RE FILE                                   (the baseline)
   vigil watch --pid SLEEPER --log FILE --from start --failure RE --json
-vigil is timed from its start until its count of `match` events equals grep's
-count. Every match is one JSON event on vigil's stdout, which grep -c never
+vigil is timed from its start until it has read the log and reported grep's
+count of matches. Every match is one JSON event on vigil's stdout, which grep -c never
 prints: at 1% (about 100,000 events per GiB) that is part of the cost, so a low
 rate (0.01%) is measured too, where reading and matching dominate.
 The page cache is warmed first and each tool runs --repeat times (best kept).
 
-Usage: bench_log.py --vigil PATH [--size BYTES] [--rates 1,0.01] [--repeat N]
-Exit status: 0 target met (vigil >= 1.0x grep at the lowest rate), 1 missed,
+With match_window (the default 10s) a burst of matches is a few events: the
+clock stops when vigil has read the whole log (its descriptor's offset), and
+the count is checked afterwards in `finished`. With match_window 0s every match
+is its own event and the clock also waits for all of them on stdout.
+
+Usage: bench_log.py --vigil PATH [--size BYTES] [--rates 1,0.01]
+                    [--windows default,0s] [--repeat N]
+Exit status: 0 target met (vigil >= 1.0x grep at every rate, default window), 1 missed,
 2 the benchmark failed.
 """
 import argparse
+import json
 import os
+import select
 import subprocess
 import sys
 import tempfile
@@ -84,36 +92,86 @@ def time_grep(path):
     return t, int(r.stdout)
 
 
-def time_vigil(vigil, path, want, state_dir):
-    """Seconds until vigil has reported `want` matches."""
+def log_fd_pos(pid, path):
+    """Where vigil's descriptor of path is (bytes read), or -1 while none is open."""
+    try:
+        for fd in os.listdir('/proc/%d/fd' % pid):
+            try:
+                if os.readlink('/proc/%d/fd/%s' % (pid, fd)) != path:
+                    continue
+                with open('/proc/%d/fdinfo/%s' % (pid, fd)) as f:
+                    return int(f.readline().split()[1])
+            except OSError:
+                continue
+    except OSError:
+        pass
+    return -1
+
+
+def count_matches(buf):
+    """Matching lines that the complete JSON lines of buf report (a coalesced
+    event stands for `repeats` of them); the finished event's failure_lines."""
+    seen, finished = 0, None
+    for line in buf.split(b'\n'):
+        if b'"kind":"match"' in line:
+            seen += json.loads(line).get('repeats', 1)
+        elif b'"kind":"finished"' in line:
+            finished = json.loads(line).get('failure_lines')
+    return seen, finished
+
+
+def job_ini(state_dir, window):
+    """-c FILE for the match_window setting (None: the built-in default)."""
+    path = os.path.join(state_dir, 'bench-window.ini')
+    with open(path, 'w') as f:
+        f.write('[monitor]\n' + ('match_window = %s\n' % window if window is not None else ''))
+    return path
+
+
+def time_vigil(vigil, path, want, state_dir, window):
+    """Seconds until vigil has read the whole log and, with every match its own
+    event (match_window 0), printed them all. With coalescing the held count
+    is reported when the window ends: that is checked after the clock stops,
+    in `finished` (failure_lines) once the watched process is gone."""
+    size = os.path.getsize(path)
+    # A fresh state folder per run: the log detector keeps its position there
+    # (a second watch of the same monitor resumes where the first stopped).
+    state_dir = tempfile.mkdtemp(dir=state_dir)
     sleeper = subprocess.Popen(['sleep', '3600'], stdin=subprocess.DEVNULL)
     try:
         t0 = time.monotonic()
-        p = subprocess.Popen([vigil, 'watch', '--pid', str(sleeper.pid), '--log', path,
+        p = subprocess.Popen([vigil, 'watch', '-c', job_ini(state_dir, window),
+                              '--pid', str(sleeper.pid), '--log', path,
                               '--from', 'start', '--failure', PATTERN, '--json',
                               '--state-dir', state_dir],
                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                              stderr=subprocess.DEVNULL)
-        fd, seen, tail = p.stdout.fileno(), 0, b''
-        needle = b'"kind":"match"'
+        fd, seen, tail, t_read, t = p.stdout.fileno(), 0, b'', None, None
         deadline = t0 + 600
-        while seen < want:
-            data = os.read(fd, 1 << 20)
-            if not data:
-                raise RuntimeError('vigil ended after %d of %d matches' % (seen, want))
-            buf = tail + data
-            seen += buf.count(needle)
-            # keep a partial needle across reads without counting it twice
-            cut = buf.rfind(b'\n') + 1
-            tail = buf[cut:]
-            seen -= tail.count(needle)
+        while t is None:
+            if select.select([fd], [], [], 0.005)[0]:
+                data = os.read(fd, 1 << 20)
+                if not data:
+                    raise RuntimeError('vigil ended after %d of %d matches' % (seen, want))
+                buf = tail + data
+                cut = buf.rfind(b'\n') + 1
+                seen += count_matches(buf[:cut])[0]
+                tail = buf[cut:]
+            if t_read is None and log_fd_pos(p.pid, path) >= size:
+                t_read = time.monotonic()
+            if t_read is not None and (seen >= want or window not in ('0', '0s')):
+                t = time.monotonic()
             if time.monotonic() > deadline:
                 raise RuntimeError('vigil too slow: %d of %d matches in 600 s' % (seen, want))
-        t = time.monotonic() - t0
-        p.terminate()
-        p.wait(10)
+        sleeper.kill()
+        rest = tail + p.stdout.read()
+        p.wait(60)
         p.stdout.close()
-        return t, seen
+        more, finished = count_matches(rest)
+        if seen + more != want or finished != want:
+            raise RuntimeError('vigil reported %d matches (finished: %s), grep %d'
+                               % (seen + more, finished, want))
+        return t - t0, want
     finally:
         sleeper.kill()
         sleeper.wait()
@@ -124,28 +182,33 @@ def main():
     ap.add_argument('--vigil', required=True)
     ap.add_argument('--size', type=int, default=GIB)
     ap.add_argument('--rates', default='1,0.01')
+    ap.add_argument('--windows', default='default,0s',
+                    help='match_window values to run (default: the built-in one)')
     ap.add_argument('--repeat', type=int, default=2)
     a = ap.parse_args()
-    rows, ok = [], True
+    rows = []
     with tempfile.TemporaryDirectory(prefix='vigil-bench-log-') as state:
         for rate in [float(x) for x in a.rates.split(',')]:
             path = ensure_log(a.size, rate)
             warm(path)
             g = min(time_grep(path) for _ in range(a.repeat))
-            v = min(time_vigil(a.vigil, path, g[1], state) for _ in range(a.repeat))
-            mb = a.size / 1e6
-            rows.append((rate, g[1], mb / g[0], mb / v[0], g[0] / v[0], g[0], v[0]))
+            for w in a.windows.split(','):
+                window = None if w == 'default' else w
+                v = min(time_vigil(a.vigil, path, g[1], state, window) for _ in range(a.repeat))
+                mb = a.size / 1e6
+                rows.append((rate, w, g[1], mb / g[0], mb / v[0], g[0] / v[0], g[0], v[0]))
     print('\n### log matching: catch-up on %.2f GiB, pattern `%s`\n' % (a.size / GIB, PATTERN))
     print('command: `%s`\n' % ' '.join(sys.argv))
-    print('| match rate | matches | grep -E -c | vigil watch --from start | vigil / grep |')
-    print('|---:|---:|---:|---:|---:|')
-    for rate, n, gmb, vmb, ratio, gt, vt in rows:
-        print('| %g%% | %d | %.0f MB/s (%.2f s) | %.0f MB/s (%.2f s) | %.2fx |'
-              % (rate, n, gmb, gt, vmb, vt, ratio))
-    best = rows[-1][4]
-    ok = best >= TARGET_RATIO
-    print('\ntarget: vigil >= %.1fx grep (at %g%%): %s' % (TARGET_RATIO, rows[-1][0],
-                                                         'met' if ok else 'MISSED'))
+    print('| match rate | match_window | matches | grep -E -c | vigil watch --from start '
+          '| vigil / grep |')
+    print('|---:|---:|---:|---:|---:|---:|')
+    for rate, w, n, gmb, vmb, ratio, gt, vt in rows:
+        print('| %g%% | %s | %d | %.0f MB/s (%.2f s) | %.0f MB/s (%.2f s) | %.2fx |'
+              % (rate, w, n, gmb, gt, vmb, vt, ratio))
+    judged = [r for r in rows if r[1] == 'default'] or rows
+    ok = all(r[5] >= TARGET_RATIO for r in judged)
+    print('\ntarget: vigil >= %.1fx grep at every rate (match_window %s): %s'
+          % (TARGET_RATIO, judged[0][1], 'met' if ok else 'MISSED'))
     return 0 if ok else 1
 
 

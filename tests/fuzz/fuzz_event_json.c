@@ -107,14 +107,10 @@ static void encode_record(const struct stored_record *r, struct buf *json, struc
 		abort(); /* a record that decoded must encode, as valid JSON */
 }
 
-/* Known and reported (tests/fuzz/crashes/event_json/negative_zero): a double
- * -0.0 is encoded as -0, which json-c reads back as the integer 0, so the sign
- * is lost on the way through the spool. Tolerated unless VIGIL_FUZZ_STRICT is
- * set, so that the search goes on past it. */
+/* -0.0 keeps its sign through the spool (tests/fuzz/crashes/event_json/
+ * negative_zero, fixed: it is written -0.0). */
 static bool same_double(double a, double b)
 {
-	if (a == 0 && b == 0 && !getenv("VIGIL_FUZZ_STRICT"))
-		return true;
 	return a == b ? signbit(a) == signbit(b) : (isnan(a) && isnan(b));
 }
 
@@ -166,14 +162,6 @@ static bool same_record(const struct stored_record *a, const struct stored_recor
 	return true;
 }
 
-/* Known and reported (tests/fuzz/crashes/event_json/id_not_hex): the decoder
- * takes any 32 bytes as an id; one with invalid UTF-8 is re-encoded longer
- * (U+FFFD) and then refused. Skipped unless VIGIL_FUZZ_STRICT is set. */
-static bool id_is_hex(const char *id)
-{
-	return getenv("VIGIL_FUZZ_STRICT") || strspn(id, "0123456789abcdefABCDEF") == 32;
-}
-
 /* Our own encoding of r, decoded again (it must decode), into *again. */
 static void reencode(const struct stored_record *r, struct stored_record **again, char **host,
 		     struct buf *json)
@@ -198,8 +186,8 @@ static void check_round_trip(const char *s, size_t len)
 	struct buf j[3] = {BUF_INIT, BUF_INIT, BUF_INIT}, t = BUF_INIT;
 
 	if (!types || event_json_decode(nl + 1, len - (size_t)(nl - s) - 1, types, &r[0], &h[0],
-					err, sizeof(err)) != 0 || !id_is_hex(r[0]->id))
-		goto out;
+					err, sizeof(err)) != 0)
+		goto out; /* the decoder refuses ids and times it could not write back */
 	reencode(r[0], &r[1], &h[1], &j[0]);
 	reencode(r[1], &r[2], &h[2], &j[1]);
 	encode_record(r[2], &j[2], &t);

@@ -37,10 +37,9 @@ static void on_record(void *data, struct spool_seg *seg, uint32_t index,
 {
 	struct replayed *r = data;
 
-	/* Known and reported (tests/fuzz/crashes/spool/replay_invalid_utf8): json-c
-	 * takes invalid UTF-8, and the stored line is replayed (and sent) as is.
-	 * Checked only with VIGIL_FUZZ_STRICT, so that the search goes on. */
-	if (getenv("VIGIL_FUZZ_STRICT") && event_json_validate(rec->rec.json, rec->rec.json_len))
+	/* Found here and fixed (tests/fuzz/crashes/spool/replay_invalid_utf8): the
+	 * decoder refuses invalid UTF-8, so a replayed line is always valid JSON. */
+	if (event_json_validate(rec->rec.json, rec->rec.json_len))
 		abort(); /* replayed a record that is not valid JSON */
 	if (r->n < MAX_SEEN) {
 		r->seg[r->n] = seg;

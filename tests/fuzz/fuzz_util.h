@@ -11,6 +11,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "tmp_tree.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* Write all of p[0..len) to fd; abort on failure: a harness error, not a
@@ -45,22 +47,7 @@ static inline int fuzz_memfd(const uint8_t *data, size_t size, char *path, size_
 /* Remove a folder tree (the harness's own temporary files only). */
 static inline void fuzz_rm_rf(const char *path)
 {
-	DIR *d = opendir(path);
-	struct dirent *de;
-	char p[4096];
-
-	if (!d) {
-		unlink(path);
-		return;
-	}
-	while ((de = readdir(d))) {
-		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-			continue;
-		snprintf(p, sizeof(p), "%s/%s", path, de->d_name);
-		fuzz_rm_rf(p);
-	}
-	closedir(d);
-	rmdir(path);
+	tmp_tree_remove(path);
 }
 
 /* A new temporary folder into buf: under $TMPDIR, else /dev/shm (memory:

@@ -6,7 +6,6 @@ group sees only their own jobs, also when they name the agent's folder. Prints
 the access table (user kind x command -> result). Root only: it creates
 throwaway users, and group vigil when missing."""
 
-import grp
 import os
 import stat
 import sys
@@ -22,7 +21,7 @@ LOOP = "echo started; while :; do sleep 0.2; done"
 class AccessTest(vt.VigilTestCase):
     def setUp(self):
         super().setUp()
-        self.gid = self.vigil_group()
+        self.gid = vt.vigil_group(self)
         self.sys = self.shared_dir("run-vigil")  # like /run/vigil
         lib = self.shared_dir("lib-vigil")      # like /var/lib/vigil
         self.logs = os.path.join(lib, "logs")
@@ -31,16 +30,6 @@ class AccessTest(vt.VigilTestCase):
         self.exe = vt.install_copy(self.path("inst"))
         self.member, self.other, self.owner = (vt.make_user(self) for _ in range(3))
         self.start_agent(lib)
-
-    def vigil_group(self):
-        try:
-            return grp.getgrnam("vigil").gr_gid
-        except KeyError:
-            r = vt.run(["groupadd", "-r", "vigil"])
-            if r.returncode != 0:
-                self.skipTest("groupadd vigil failed: " + r.stderr)
-            self.addCleanup(vt.run, ["groupdel", "vigil"])
-            return grp.getgrnam("vigil").gr_gid
 
     def shared_dir(self, name):
         d = self.path(name)

@@ -16,23 +16,12 @@ import vigil_test as vt  # noqa: E402
 class AgentTest(vt.VigilTestCase):
     def setUp(self):
         super().setUp()
-        self.conf = self.path("conf.d")
-        os.mkdir(self.conf)
-        self.ini = self.write("vigil.ini", "[agent]\nconf_dir = %s\nstate_dir = %s\n"
-                              "spool_dir = %s\n\n[defaults]\nnotify = json\n"
-                              % (self.conf, self.state, self.path("spool")))
+        self.ini = self.write_agent_ini()
         self.token = "vigil-agent-test-%d" % os.getpid()
 
     def monitor(self, name, text):
         with open(os.path.join(self.conf, name), "w") as f:
             f.write(text)
-
-    def start_agent(self):
-        a = self.start("agent", "--config", self.ini)
-        a.wait_for("err", lambda l: "loaded:" in l, what="the first load")
-        self.addCleanup(lambda: self.assertNoCrash(a.err))
-        self.addCleanup(a.stop)
-        return a
 
     def events(self, agent, monitor=None):
         out = []

@@ -3,7 +3,6 @@
 malformed, oversized or idle requests, which get an error and never stop the
 agent. Root only: it creates throwaway users (and group vigil when missing)."""
 
-import grp
 import os
 import socket
 import stat
@@ -14,38 +13,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import vigil_test as vt  # noqa: E402
 
 
-def ask(path, data, timeout=10):
-    """Send raw bytes, return the whole answer."""
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(timeout)
-    try:
-        s.connect(path)
-        s.sendall(data)
-        out = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                return out.decode("utf-8", "replace")
-            out += chunk
-    finally:
-        s.close()
-
-
 @unittest.skipIf(vt.user_tools_missing(), vt.user_tools_missing() or "")
 class ControlTest(vt.VigilTestCase):
     def setUp(self):
         super().setUp()
         os.chmod(self.state, 0o755)
-        self.made_group = False
-        try:
-            self.vigil_gid = grp.getgrnam("vigil").gr_gid
-        except KeyError:
-            r = vt.run(["groupadd", "-r", "vigil"])
-            if r.returncode != 0:
-                self.skipTest("groupadd vigil failed: " + r.stderr)
-            self.made_group = True
-            self.addCleanup(vt.run, ["groupdel", "vigil"])
-            self.vigil_gid = grp.getgrnam("vigil").gr_gid
+        self.vigil_gid = vt.vigil_group(self)
         self.user = vt.make_user(self)
         self.member = vt.make_user(self)
         self.pids = self.path("pids")
@@ -141,7 +114,7 @@ class ControlTest(vt.VigilTestCase):
             (b"stop nosuch\n", 'error: no monitor named "nosuch"'),
         ]
         for data, want in cases:
-            self.assertTrue(ask(self.sock, data).startswith(want), (data[:40], want))
+            self.assertTrue(vt.ask_socket(self.sock, data).startswith(want), (data[:40], want))
         # Idle clients: the rest are told "busy", and the agent lives on.
         idle = []
         for _ in range(70):
@@ -158,18 +131,18 @@ class ControlTest(vt.VigilTestCase):
         # may still be told "busy" (or reset, when turned away mid-request).
         def served():
             try:
-                return ask(self.sock, b"status\n").startswith("ok pid=%d" % self.agent.p.pid)
+                return vt.ask_socket(self.sock, b"status\n").startswith("ok pid=%d" % self.agent.p.pid)
             except ConnectionResetError:
                 return False
         vt.wait_until(served, timeout=10, what="the agent serving again after the idle clients left")
 
     def test_check_through_the_socket(self):
         body = b"[monitor]\npid_file = /x\nbogus = 1\n"
-        out = ask(self.sock, b"check f.ini %d\n" % len(body) + body)
+        out = vt.ask_socket(self.sock, b"check f.ini %d\n" % len(body) + body)
         self.assertTrue(out.startswith("error: invalid\n"), out)
         self.assertIn("f.ini:3: [monitor] bogus", out)
         body = b"[monitor]\nmatch = x\nnotify = json\n"
-        self.assertEqual(ask(self.sock, b"check g.ini %d\n" % len(body) + body), "ok\n")
+        self.assertEqual(vt.ask_socket(self.sock, b"check g.ini %d\n" % len(body) + body), "ok\n")
 
 
 if __name__ == "__main__":

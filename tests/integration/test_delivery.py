@@ -22,35 +22,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.environ.get("VIGIL_SOURCE_ROOT") or os.path.dirname(os.path.dirname(HERE))
 
 
+import vigil_test as vt  # noqa: E402
 from vigil_test import PLUGIN_DIR as PLUGINS, VIGIL, wait_until  # noqa: E402
 
 
 
-class Receiver:
-    def __init__(self, tmp, mode="200"):
-        self.log = os.path.join(tmp, "requests.jsonl")
-        self.p = subprocess.Popen([sys.executable, os.path.join(HERE, "http_receiver.py"),
-                                   "--log", self.log, "--mode", mode],
-                                  stdout=subprocess.PIPE, text=True)
-        self.port = int(self.p.stdout.readline())
-        self.url = "http://127.0.0.1:%d" % self.port
-
-    def mode(self, m):
-        urllib.request.urlopen(urllib.request.Request(self.url + "/_mode", data=m.encode()),
-                               timeout=10).read()
-
-    def requests(self):
-        with open(self.log) as f:
-            return [json.loads(l) for l in f if l.strip()]
-
-    def bodies(self, path=None):
-        return [json.loads(r["body"]) for r in self.requests()
-                if path is None or r["path"] == path]
-
-    def stop(self):
-        self.p.kill()
-        self.p.wait()
-        self.p.stdout.close()
+Receiver = vt.HookReceiver
 
 
 class DeliveryTest(unittest.TestCase):
@@ -94,6 +71,10 @@ class DeliveryTest(unittest.TestCase):
                 "--deliver-timeout", deliver]
         for n in notify:
             args += ["--notify", n]
+        each = os.path.join(self.tmp, "each-match.ini")  # one event per line, to count
+        with open(each, "w") as f:
+            f.write("[monitor]\nmatch_window = 0s\n")
+        args += ["-c", each]
         env = dict(os.environ, VIGIL_CONFIG=ini or "/dev/null", NO_COLOR="1")
         if not ini:
             env.pop("VIGIL_CONFIG")

@@ -102,18 +102,7 @@ class TestMissedRuns(vt.VigilTestCase):
 
     def setUp(self):
         super().setUp()
-        self.conf = self.path("conf.d")
-        os.mkdir(self.conf)
-        self.ini = self.write("vigil.ini", "[agent]\nconf_dir = %s\nstate_dir = %s\n"
-                              "spool_dir = %s\n\n[defaults]\nnotify = json\n"
-                              % (self.conf, self.state, self.path("spool")))
-
-    def start_agent(self):
-        a = self.start("agent", "--config", self.ini)
-        a.wait_for("err", lambda l: "loaded:" in l, what="the first load")
-        self.addCleanup(lambda: self.assertNoCrash(a.err))
-        self.addCleanup(a.stop)
-        return a
+        self.ini = self.write_agent_ini()
 
     def events(self, agent, kind=None):
         agent._pump(0.05)

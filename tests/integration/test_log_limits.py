@@ -53,22 +53,11 @@ def cpu_seconds(pid):
 class LogLimitsTest(vt.VigilTestCase):
     def setUp(self):
         super().setUp()
-        self.conf = self.path("conf.d")
-        os.mkdir(self.conf)
-        self.ini = self.write("vigil.ini", "[agent]\nconf_dir = %s\nstate_dir = %s\n"
-                              "spool_dir = %s\n\n[defaults]\nnotify = json\n"
-                              % (self.conf, self.state, self.path("spool")))
+        self.ini = self.write_agent_ini()
 
     def monitor(self, name, text):
         with open(os.path.join(self.conf, name + ".ini"), "w") as f:
             f.write(text)
-
-    def start_agent(self):
-        a = self.start("agent", "--config", self.ini)
-        a.wait_for("err", lambda l: "loaded:" in l, what="the first load")
-        self.addCleanup(lambda: self.assertNoCrash(a.err))
-        self.addCleanup(a.stop)
-        return a
 
     def event(self, agent, monitor, kind, timeout=vt.TIMEOUT):
         def seen():

@@ -32,6 +32,44 @@ def http_get(url):
         return r.read().decode()
 
 
+def prometheus_query(case, target, query):
+    """A real Prometheus (started by case.serve_background) scraping
+    127.0.0.1:TARGET every second: the result of QUERY once it has one."""
+    port = free_port()
+    conf = case.write("prometheus.yml", (
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
+        "scrape_configs:\n  - job_name: vigil\n    static_configs:\n"
+        "      - targets: ['127.0.0.1:%d']\n") % target)
+    case.serve_background(["prometheus", "--config.file", conf,
+                           "--storage.tsdb.path", case.path("tsdb"),
+                           "--web.listen-address", "127.0.0.1:%d" % port])
+    url = "http://127.0.0.1:%d/api/v1/query?query=%s" % (port, urllib.parse.quote(query))
+
+    def answered():
+        try:
+            res = json.loads(http_get(url))["data"]["result"]
+        except (OSError, ValueError, KeyError):
+            return None
+        return res or None
+    return vt.wait_until(answered, 90, 0.5, "Prometheus to scrape %d and answer" % target)
+
+
+def node_exporter_scrape(case, textfile_dir):
+    """Debian's node exporter (textfile collector only) reading TEXTFILE_DIR:
+    its /metrics once it answers."""
+    port = free_port()
+    case.serve_background(["prometheus-node-exporter", "--collector.disable-defaults",
+                           "--collector.textfile", "--collector.textfile.directory",
+                           textfile_dir, "--web.listen-address", "127.0.0.1:%d" % port])
+
+    def scraped():
+        try:
+            return http_get("http://127.0.0.1:%d/metrics" % port)
+        except OSError:
+            return None
+    return vt.wait_until(scraped, 60, 0.2, "node_exporter to answer")
+
+
 class TestMetrics(vt.VigilTestCase):
     def run_to_end(self, name, script):
         r = vt.run([vt.VIGIL, "run", "--name", name, "--", "sh", "-c", script], env=self.env,
@@ -111,24 +149,7 @@ class TestMetrics(vt.VigilTestCase):
         with open(os.path.join(site, "metrics"), "w") as f:
             f.write(self.metrics())
         target = self.serve_file(site)
-        port = free_port()
-        conf = self.write("prometheus.yml", (
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
-            "scrape_configs:\n  - job_name: vigil\n    static_configs:\n"
-            "      - targets: ['127.0.0.1:%d']\n") % target)
-        self.serve_background(["prometheus", "--config.file", conf,
-                               "--storage.tsdb.path", self.path("tsdb"),
-                               "--web.listen-address", "127.0.0.1:%d" % port])
-        q = urllib.parse.quote('vigil_last_run_exit_code{monitor="backup"}')
-        url = "http://127.0.0.1:%d/api/v1/query?query=%s" % (port, q)
-
-        def answered():
-            try:
-                res = json.loads(http_get(url))["data"]["result"]
-            except (OSError, ValueError, KeyError):
-                return None
-            return res or None
-        res = vt.wait_until(answered, 90, 0.5, "Prometheus to scrape and answer")
+        res = prometheus_query(self, target, 'vigil_last_run_exit_code{monitor="backup"}')
         self.assertEqual(len(res), 1, res)
         self.assertEqual(res[0]["metric"]["monitor"], "backup")
         self.assertEqual(res[0]["value"][1], "3")
@@ -142,17 +163,7 @@ class TestMetrics(vt.VigilTestCase):
         with open(os.path.join(tdir, "vigil.prom.tmp"), "w") as f:
             f.write(self.metrics())
         os.rename(os.path.join(tdir, "vigil.prom.tmp"), os.path.join(tdir, "vigil.prom"))
-        port = free_port()
-        self.serve_background(["prometheus-node-exporter", "--collector.disable-defaults",
-                               "--collector.textfile", "--collector.textfile.directory", tdir,
-                               "--web.listen-address", "127.0.0.1:%d" % port])
-
-        def scraped():
-            try:
-                return http_get("http://127.0.0.1:%d/metrics" % port)
-            except OSError:
-                return None
-        body = vt.wait_until(scraped, 60, 0.2, "node_exporter to answer")
+        body = node_exporter_scrape(self, tdir)
         self.assertIn('vigil_last_run_exit_code{monitor="backup"} 3\n', body)
         self.assertIn('vigil_runs_total{monitor="export",outcome="succeeded"} 1\n', body)
         self.assertIn("node_textfile_scrape_error 0\n", body)

@@ -4,14 +4,12 @@ changes something, read by Debian's prometheus-node-exporter (textfile
 collector); `metrics_listen` serving GET /metrics inside the agent's loop,
 scraped by a real Prometheus on loopback that answers a query. Bad requests
 get an error, not the agent's attention forever."""
-import json
 import os
 import shutil
 import socket
 import sys
 import unittest
 import urllib.error
-import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import vigil_test as vt  # noqa: E402
@@ -30,14 +28,7 @@ class TestAgentMetrics(vt.VigilTestCase):
         self.port = free_port()
 
     def start_agent(self, agent_keys):
-        ini = self.write("vigil.ini", "[agent]\nconf_dir = %s\nstate_dir = %s\n"
-                         "spool_dir = %s\n%s" % (self.conf, self.state, self.path("spool"),
-                                                 agent_keys))
-        a = self.start("agent", "--config", ini)
-        a.wait_for("err", lambda l: "loaded:" in l, what="the first load")
-        self.addCleanup(lambda: self.assertNoCrash(a.err))
-        self.addCleanup(a.stop)
-        return a
+        return super().start_agent(self.write_agent_ini(agent_keys, defaults=""))
 
     def monitor(self, name, command):
         with open(os.path.join(self.conf, name + ".ini"), "w") as f:
@@ -66,17 +57,7 @@ class TestAgentMetrics(vt.VigilTestCase):
             self.node_exporter_reads(want)
 
     def node_exporter_reads(self, want):
-        port = free_port()
-        self.serve_background(["prometheus-node-exporter", "--collector.disable-defaults",
-                               "--collector.textfile", "--collector.textfile.directory",
-                               self.tdir, "--web.listen-address", "127.0.0.1:%d" % port])
-
-        def scraped():
-            try:
-                return http_get("http://127.0.0.1:%d/metrics" % port)
-            except OSError:
-                return None
-        body = vt.wait_until(scraped, 60, 0.2, "node_exporter to answer")
+        body = test_metrics.node_exporter_scrape(self, self.tdir)
         self.assertIn(want, body)
         self.assertIn("node_textfile_scrape_error 0\n", body)
 
@@ -111,24 +92,8 @@ class TestAgentMetrics(vt.VigilTestCase):
     def test_prometheus_scrapes_the_agent(self):
         self.monitor("backup", "exit 3")
         self.start_agent("metrics_listen = 127.0.0.1:%d\n" % self.port)
-        port = free_port()
-        conf = self.write("prometheus.yml", (
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
-            "scrape_configs:\n  - job_name: vigil\n    static_configs:\n"
-            "      - targets: ['127.0.0.1:%d']\n") % self.port)
-        self.serve_background(["prometheus", "--config.file", conf,
-                               "--storage.tsdb.path", self.path("tsdb"),
-                               "--web.listen-address", "127.0.0.1:%d" % port])
-        q = urllib.parse.quote('vigil_last_run_exit_code{monitor="backup"}')
-        url = "http://127.0.0.1:%d/api/v1/query?query=%s" % (port, q)
-
-        def answered():
-            try:
-                res = json.loads(http_get(url))["data"]["result"]
-            except (OSError, ValueError, KeyError):
-                return None
-            return res or None
-        res = vt.wait_until(answered, 90, 0.5, "Prometheus to scrape the agent and answer")
+        res = test_metrics.prometheus_query(self, self.port,
+                                            'vigil_last_run_exit_code{monitor="backup"}')
         self.assertEqual(len(res), 1, res)
         self.assertEqual(res[0]["metric"]["monitor"], "backup")
         self.assertEqual(res[0]["value"][1], "3")

@@ -50,6 +50,8 @@ class PackageTest(unittest.TestCase):
         self.had_group = self.group_exists()
         self.tracked = []
         self.addCleanup(self.cleanup)
+        for f in glob.glob("/var/lib/vigil/history/pkgtest*.jsonl"):
+            os.unlink(f)  # an earlier run killed before its purge: runs start at 1
 
     @staticmethod
     def group_exists():
@@ -62,9 +64,13 @@ class PackageTest(unittest.TestCase):
     def cleanup(self):
         for pid, start in self.tracked:
             vt.kill_if_same(pid, start)
+        # Purge while the monitor files are there: it removes their records and
+        # history (the agent's state) by their names; the files are the admin's.
+        vt.run(["dpkg", "--purge", "vigil"], timeout=120)
         for f in glob.glob("/etc/vigil/conf.d/pkgtest*.ini"):
             os.unlink(f)
-        vt.run(["dpkg", "--purge", "vigil"], timeout=120)
+        for f in glob.glob("/var/lib/vigil/history/pkgtest*.jsonl"):
+            os.unlink(f)  # left by an earlier run killed before its purge
         if not self.had_group and self.group_exists():
             vt.run(["groupdel", "vigil"])
 

@@ -25,23 +25,12 @@ FLAKY = ('n=$(cat count 2>/dev/null || echo 0); n=$((n+1)); echo $n > count; '
          'test $n -ge 3')
 
 
-class Receiver:
-    """tests/integration/http_receiver.py on a free loopback port."""
+class Receiver(vt.HookReceiver):
+    """The receiver, hooked at /hook."""
 
     def __init__(self, tmp):
-        self.log = os.path.join(tmp, "requests.jsonl")
-        self.p = subprocess.Popen([sys.executable, os.path.join(HERE, "http_receiver.py"),
-                                   "--log", self.log], stdout=subprocess.PIPE, text=True)
-        self.url = "http://127.0.0.1:%d/hook" % int(self.p.stdout.readline())
-
-    def bodies(self):
-        with open(self.log) as f:
-            return [json.loads(json.loads(line)["body"]) for line in f if line.strip()]
-
-    def stop(self):
-        self.p.terminate()
-        self.p.wait(10)
-        self.p.stdout.close()
+        super().__init__(tmp)
+        self.url += "/hook"
 
 
 class TestRetry(vt.VigilTestCase):

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -98,8 +99,9 @@ def ids_on_disk(folder):
 class Collector:
     """Reads vigil's JSON lines; counts match ids."""
 
-    def __init__(self, proc):
+    def __init__(self, proc, id_re=r'id=([SF]\d+)$'):
         self.proc = proc
+        self.id_re = id_re
         self.ids = collections.Counter()
         self.bad = 0
         self.kinds = collections.Counter()
@@ -118,7 +120,7 @@ class Collector:
             with self.cond:
                 self.kinds[ev['kind']] += 1
                 if ev['kind'] == 'match':
-                    m = re.search(r'id=([SF]\d+)$', ev['line'])
+                    m = re.search(self.id_re, ev['line'])
                     self.ids[m.group(1) if m else '?' + ev['line'][:40]] += 1
                 self.cond.notify_all()
 
@@ -163,9 +165,13 @@ class TestRotation(unittest.TestCase):
             f.write('%s {\n    %s\n    rotate %d\n    missingok\n    nocompress\n}\n'
                     % (log, mode, ROTATIONS + 5))
         open(log, 'w').close()
+        # every match an event of its own, to be counted (no flood control)
+        job = os.path.join(self.tmp, 'job.ini')
+        with open(job, 'w') as f:
+            f.write('[monitor]\nname = rot\nmatch_window = 0s\n')
         sleeper = self.start(['sleep', '600'])
         stderr = open(os.path.join(self.tmp, 'vigil.stderr'), 'w+')
-        vigil = self.start([VIGIL, 'watch', '--pid', str(sleeper.pid), '--log', log,
+        vigil = self.start([VIGIL, 'watch', '-c', job, '--pid', str(sleeper.pid), '--log', log,
                             '--from', 'start', '--success', r'completed id=S[0-9]+$',
                             '--failure', r'failed id=F[0-9]+$', '--json',
                             '--state-dir', os.path.join(self.tmp, 'state')],
@@ -231,6 +237,182 @@ class TestRotation(unittest.TestCase):
 
     def test_logrotate_copytruncate(self):
         self.rotate_while_writing('copytruncate')
+
+
+
+class TestPausedRotation(unittest.TestCase):
+    """vigil is stopped (SIGSTOP) while logrotate rotates the log three times,
+    three times over, with each option: every line written is reported once
+    when it goes on (compressed copies read through zlib); a copy deleted
+    before vigil read it is reported as a warning with the bytes lost."""
+
+    LINES_PER_STEP = 40
+
+    def setUp(self):
+        if not os.access(LOGROTATE, os.X_OK):
+            self.skipTest('logrotate is not installed (apt-get install logrotate)')
+        self.tmp = tempfile.mkdtemp(prefix='vigil-prot-')
+        os.chmod(self.tmp, 0o700)  # logrotate refuses insecure parent folders
+        self.log = os.path.join(self.tmp, 'app.log')
+        self.next_id = 0
+        self.fd = None
+        self.vigil = None
+
+    def tearDown(self):
+        if self.vigil:
+            if self.vigil.poll() is None:
+                os.kill(self.vigil.pid, signal.SIGCONT)
+                self.vigil.kill()
+            self.vigil.wait()
+            self.vigil.stdout.close()
+        if self.fd is not None:
+            os.close(self.fd)
+        self.sleeper.kill()
+        self.sleeper.wait()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def write_lines(self, n):
+        """Append n lines, each with its own id: reopening the log per write
+        (create modes) or through one descriptor kept open (copytruncate)."""
+        chunk = ''.join('line %d some output id=L%d\n' % (i, i)
+                        for i in range(self.next_id, self.next_id + n)).encode()
+        self.next_id += n
+        if self.fd is not None:
+            os.write(self.fd, chunk)
+            return
+        fd = os.open(self.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        os.write(fd, chunk)
+        os.close(fd)
+
+    def start_vigil(self):
+        job = os.path.join(self.tmp, 'job.ini')
+        with open(job, 'w') as f:
+            f.write('[monitor]\nname = prot\nmatch_window = 0s\n')
+        self.sleeper = subprocess.Popen(['sleep', '600'])
+        self.stderr_path = os.path.join(self.tmp, 'vigil.stderr')
+        with open(self.stderr_path, 'w') as stderr:
+            self.vigil = subprocess.Popen(
+                [VIGIL, 'watch', '-c', job, '--pid', str(self.sleeper.pid), '--log', self.log,
+                 '--from', 'start', '--failure', r'id=L[0-9]+$', '--json',
+                 '--state-dir', os.path.join(self.tmp, 'state')],
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr)
+        col = Collector(self.vigil, r'id=(L\d+)$')
+        self.assertTrue(col.wait(lambda: col.kinds['attached'] > 0, 30), 'vigil did not attach')
+        return col
+
+    def rotate(self, conf, dateext):
+        if dateext:
+            # one copy per second at most (LOG-DATE-SECONDS): wait for the next
+            # second, and a tick more (time() in C reads a coarse clock)
+            start = int(time.time())
+            while int(time.time() - 0.05) == start:
+                time.sleep(0.02)
+        r = subprocess.run([LOGROTATE, '-f', '-s', os.path.join(self.tmp, 'state.lr'), conf],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+    def paused_rotations(self, options, keep=20, copies_kept=True):
+        """Three rounds of: stop vigil, three times (write, logrotate -f),
+        write, continue vigil. Returns the collector and vigil's stderr."""
+        conf = os.path.join(self.tmp, 'logrotate.conf')
+        with open(conf, 'w') as f:
+            f.write('%s {\n    %s\n    rotate %d\n    missingok\n    dateformat -%%Y%%m%%d-%%s\n}\n'
+                    % (self.log, '\n    '.join(options), keep))
+        open(self.log, 'w').close()
+        if 'copytruncate' in options:
+            self.fd = os.open(self.log, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        col = self.start_vigil()
+        self.write_lines(self.LINES_PER_STEP)
+        self.assertTrue(col.wait(lambda: len(col.ids) == self.next_id, 60), 'first lines')
+        for _ in range(3):
+            os.kill(self.vigil.pid, signal.SIGSTOP)
+            for _ in range(3):
+                self.write_lines(self.LINES_PER_STEP)
+                self.rotate(conf, 'dateext' in options)
+            self.write_lines(self.LINES_PER_STEP)
+            os.kill(self.vigil.pid, signal.SIGCONT)
+            # the last line written (in the log itself) is read last: then
+            # vigil went through the copies; the next pause starts from there
+            last = 'L%d' % (self.next_id - 1)
+            self.assertTrue(col.wait(lambda: last in col.ids, 60), 'the last line')
+        want = {'L%d' % i for i in range(self.next_id)}
+        col.wait(lambda: False, 1.0)  # a little longer: a late duplicate would show
+        self.assertIsNone(self.vigil.poll(), 'vigil exited during the test')
+        self.vigil.terminate()
+        self.vigil.wait(30)
+        col.thread.join(30)
+        with open(self.stderr_path) as f:
+            err = f.read()
+        reported = set(col.ids)
+        missing = want - reported
+        duplicated = sum(c - 1 for c in col.ids.values() if c > 1)
+        print('\npaused rotation (%s): %d lines: reported %d, missing %d, repeated %d'
+              % (', '.join(options), len(want), sum(col.ids.values()), len(missing),
+                 duplicated))
+        self.assertEqual(col.bad, 0)
+        self.assertEqual(reported - want, set(), 'lines never written')
+        self.assertEqual(duplicated, 0, 'lines reported twice: %s'
+                         % sorted(k for k, c in col.ids.items() if c > 1)[:10])
+        if copies_kept:
+            self.assertEqual(sorted(missing), [], 'lines lost; stderr: ' + err[-600:])
+        return col, err, missing
+
+    def test_create(self):
+        self.paused_rotations(['create'])
+
+    def test_copytruncate(self):
+        self.paused_rotations(['copytruncate'])
+
+    def test_compress(self):
+        self.paused_rotations(['create', 'compress'])
+
+    def test_compress_delaycompress(self):
+        self.paused_rotations(['create', 'compress', 'delaycompress'])
+
+    def test_dateext(self):
+        self.paused_rotations(['create', 'dateext'])
+
+    def test_dateext_compress(self):
+        self.paused_rotations(['create', 'dateext', 'compress'])
+
+    def test_copytruncate_compress(self):
+        self.paused_rotations(['copytruncate', 'compress'])
+
+    def test_copytruncate_dateext_delaycompress(self):
+        self.paused_rotations(['copytruncate', 'dateext', 'compress', 'delaycompress'])
+
+    def test_copytruncate_fresh_log(self):
+        """vigil has read nothing yet (empty log, offset 0): a burst written,
+        copied and truncated while it is stopped is read from the copy."""
+        conf = os.path.join(self.tmp, 'logrotate.conf')
+        with open(conf, 'w') as f:
+            f.write('%s {\n    copytruncate\n    rotate 5\n}\n' % self.log)
+        open(self.log, 'w').close()
+        self.fd = os.open(self.log, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        col = self.start_vigil()
+        os.kill(self.vigil.pid, signal.SIGSTOP)
+        self.write_lines(self.LINES_PER_STEP)
+        self.rotate(conf, False)
+        os.kill(self.vigil.pid, signal.SIGCONT)
+        want = {'L%d' % i for i in range(self.next_id)}
+        self.assertTrue(col.wait(lambda: set(col.ids) >= want, 60),
+                        'burst lost: %s' % sorted(want - set(col.ids))[:5])
+        col.wait(lambda: False, 1.0)
+        self.assertEqual(sum(col.ids.values()), len(want), 'lines reported twice')
+
+    def test_deleted_copy_warned(self):
+        """rotate 1 and copytruncate: the copy holding what vigil had not read
+        is deleted by the next rotations of the same pause: one warning per
+        pause says so; the lines still on disk are reported once, and only
+        the lines of the two deleted copies of each pause are missing."""
+        col, err, missing = self.paused_rotations(['copytruncate'], keep=1, copies_kept=False)
+        lost = [l for l in err.splitlines() if 'truncated' in l and 'lost' in l]
+        self.assertEqual(len(lost), 3, err[-1000:])
+        n = self.LINES_PER_STEP
+        gone = set()
+        for first in (n, 5 * n, 9 * n):   # each pause: the first two writes' copies
+            gone |= {'L%d' % i for i in range(first, first + 2 * n)}
+        self.assertEqual(sorted(missing), sorted(gone))
 
 
 if __name__ == '__main__':

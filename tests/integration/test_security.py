@@ -4,7 +4,6 @@ agent's control socket. Every attack must leave its target untouched and be
 refused with a message that names the folder and the reason. Root only: it
 creates throwaway users (and group vigil when missing)."""
 
-import grp
 import os
 import shutil
 import socket
@@ -15,29 +14,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import vigil_test as vt  # noqa: E402
 
 PRECIOUS = "precious: root's own data\n"
-
-
-def ask(path, data, timeout=10, turned_away=False):
-    """Send raw bytes, return the whole answer (a reset raises). turned_away:
-    the agent may have answered and closed before the request went out (a
-    broken pipe, as vigil's own client tolerates): read the answer anyway."""
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(timeout)
-    try:
-        s.connect(path)
-        try:
-            s.sendall(data)
-        except BrokenPipeError:
-            if not turned_away:
-                raise
-        out = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                return out.decode("utf-8", "replace")
-            out += chunk
-    finally:
-        s.close()
 
 
 def remove_any(path):
@@ -216,26 +192,13 @@ class AgentInputTest(vt.VigilTestCase):
     def setUp(self):
         super().setUp()
         os.chmod(self.state, 0o755)
-        try:
-            self.vigil_gid = grp.getgrnam("vigil").gr_gid
-        except KeyError:
-            r = vt.run(["groupadd", "-r", "vigil"])
-            if r.returncode != 0:
-                self.skipTest("groupadd vigil failed: " + r.stderr)
-            self.addCleanup(vt.run, ["groupdel", "vigil"])
-            self.vigil_gid = grp.getgrnam("vigil").gr_gid
-        self.conf = self.path("conf.d")
-        os.mkdir(self.conf)
+        self.vigil_gid = vt.vigil_group(self)
+        ini = self.write_agent_ini(defaults="")
         with open(os.path.join(self.conf, "nul.ini"), "wb") as f:
             f.write(b"[monitor]\nmatch = x\n\0bogus = 1\n")
         with open(os.path.join(self.conf, "fine.ini"), "w") as f:
             f.write("[monitor]\nmatch = x\n")
-        ini = self.write("vigil.ini", "[agent]\nconf_dir = %s\nstate_dir = %s\nspool_dir = %s\n"
-                         % (self.conf, self.state, self.path("spool")))
-        self.agent = self.start("agent", "--config", ini)
-        self.agent.wait_for("err", lambda l: "loaded:" in l, what="the first load")
-        self.addCleanup(lambda: self.assertNoCrash(self.agent.err))
-        self.addCleanup(self.agent.stop)
+        self.agent = self.start_agent(ini)
         self.sock = os.path.join(self.state, "control.sock")
 
     def test_nul_in_conf_d(self):
@@ -252,7 +215,7 @@ class AgentInputTest(vt.VigilTestCase):
     def test_nul_in_socket_check(self):
         # before: "ok".
         body = b"[monitor]\nmatch = x\n\0bogus = 1\n"
-        out = ask(self.sock, b"check f.ini %d\n" % len(body) + body)
+        out = vt.ask_socket(self.sock, b"check f.ini %d\n" % len(body) + body)
         self.assertTrue(out.startswith("error: invalid\n"), out)
         self.assertIn("f.ini:3: a NUL byte: not a text file", out)
 
@@ -266,12 +229,12 @@ class AgentInputTest(vt.VigilTestCase):
             s.connect(self.sock)
             idle.append(s)
         for _ in range(5):
-            self.assertEqual(ask(self.sock, b"status\n", turned_away=True), "error: busy\n")
+            self.assertEqual(vt.ask_socket(self.sock, b"status\n", turned_away=True), "error: busy\n")
         r = self.vigil("reload")
         self.assertEqual((r.returncode, r.stderr), (1, "vigil reload: error: busy\n"))
         # The idle ones time out on their own (nothing closed here): then the
         # agent serves again.
-        vt.wait_until(lambda: ask(self.sock, b"status\n", turned_away=True).startswith("ok"),
+        vt.wait_until(lambda: vt.ask_socket(self.sock, b"status\n", turned_away=True).startswith("ok"),
                       timeout=60,
                       what="idle clients timed out")
         idle[0].settimeout(10)
@@ -289,9 +252,9 @@ class AgentInputTest(vt.VigilTestCase):
         # 256 KB of continuation lines: refused by its shape, cheaply, and the
         # agent answers the next client.
         body = (b"[monitor]\nmatch = x\nsuccess = exit\n" + b"  or exit\n" * 30000)[:256 * 1024]
-        out = ask(self.sock, b"check f.ini %d\n" % len(body) + body, timeout=30)
+        out = vt.ask_socket(self.sock, b"check f.ini %d\n" % len(body) + body, timeout=30)
         self.assertEqual(out, "error: check: more than 2000 lines: not a monitor file\n")
-        self.assertTrue(ask(self.sock, b"status\n").startswith("ok"))
+        self.assertTrue(vt.ask_socket(self.sock, b"status\n").startswith("ok"))
 
 
 @unittest.skipIf(vt.user_tools_missing(), vt.user_tools_missing() or "")
@@ -302,19 +265,9 @@ class SocketPeersTest(vt.VigilTestCase):
     def setUp(self):
         super().setUp()
         os.chmod(self.state, 0o755)
-        try:
-            self.vigil_gid = grp.getgrnam("vigil").gr_gid
-        except KeyError:
-            r = vt.run(["groupadd", "-r", "vigil"])
-            if r.returncode != 0:
-                self.skipTest("groupadd vigil failed: " + r.stderr)
-            self.addCleanup(vt.run, ["groupdel", "vigil"])
-            self.vigil_gid = grp.getgrnam("vigil").gr_gid
+        self.vigil_gid = vt.vigil_group(self)
         self.user = vt.make_user(self)
-        conf = self.path("conf.d")
-        os.mkdir(conf)
-        ini = self.write("vigil.ini", "[agent]\nconf_dir = %s\nstate_dir = %s\nspool_dir = %s\n"
-                         % (conf, self.state, self.path("spool")))
+        ini = self.write_agent_ini(defaults="")
         self.agent = self.start("agent", "--config", ini)
         self.agent.wait_for("err", lambda l: "loaded:" in l, what="the first load")
         self.addCleanup(self.agent.stop)

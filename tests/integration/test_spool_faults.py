@@ -33,28 +33,14 @@ N_EVENTS = 40
 HDR = 24
 
 
-class Receiver:
-    """http_receiver.py, refusing every connection until up() is called."""
+class Receiver(vt.HookReceiver):
+    """Refusing every connection until up() is called."""
 
     def __init__(self, tmp):
-        self.log = os.path.join(tmp, "requests.jsonl")
-        self.p = subprocess.Popen([sys.executable, os.path.join(HERE, "http_receiver.py"),
-                                   "--log", self.log, "--mode", "down-for:3600"],
-                                  stdout=subprocess.PIPE, text=True)
-        self.url = "http://127.0.0.1:%d" % int(self.p.stdout.readline())
+        super().__init__(tmp, "down-for:3600")
 
     def up(self):
-        urllib.request.urlopen(urllib.request.Request(self.url + "/_mode", data=b"200"),
-                               timeout=10).read()
-
-    def ids(self):
-        with open(self.log) as f:
-            return [json.loads(json.loads(l)["body"])["id"] for l in f if l.strip()]
-
-    def stop(self):
-        self.p.kill()
-        self.p.wait()
-        self.p.stdout.close()
+        self.mode("200")
 
 
 def frames(path):
@@ -87,6 +73,13 @@ class SpoolFaultsTest(vt.VigilTestCase):
                               "on = match\nmax_age = 1h\n" % self.rec.url, 0o600)
         self.spool = os.path.join(self.state, "spool", "hook")
 
+    def each_match(self):
+        """One event per matching line (match_window = 0s), to count them."""
+        path = os.path.join(self.tmp, "each-match.ini")
+        with open(path, "w") as f:
+            f.write("[monitor]\nmatch_window = 0s\n")
+        return path
+
     def watch(self, log):
         target = subprocess.Popen(["sleep", "300"])
         self.addCleanup(target.wait)
@@ -94,7 +87,7 @@ class SpoolFaultsTest(vt.VigilTestCase):
         args = [vt.VIGIL, "watch", "--plugin-dir", vt.PLUGIN_DIR, "--state-dir", self.state,
                 "--pid", str(target.pid), "--log", log, "--from", "start",
                 "--failure", "ERR", "--deliver-timeout", "2s",
-                "--notify", "hook", "--notify", "json"]
+                "--notify", "hook", "--notify", "json", "-c", self.each_match()]
         env = dict(os.environ, VIGIL_CONFIG=self.ini, NO_COLOR="1")
         p = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True)

@@ -14,18 +14,25 @@
     vt.spawn_detached(cmd)      start `sh -c CMD` in its own session, NOT a child of the
                                 test (nor of vigil): returns its PID
     vt.make_user(testcase)      a throwaway unprivileged system user, deleted afterwards
+    vt.vigil_group(testcase)    group vigil's gid (created for the test when missing)
+    vt.ask_socket(path, data)   one raw request on the agent's control socket -> answer
     vt.install_copy(dest)       copy the binary and plugins to DEST/bin/vigil and
                                 DEST/plugins/*.so (root-owned, readable by everyone)
     vt.wait_until(fn, timeout)  poll fn() until it returns something true (bounded)
+    VigilTestCase.write_agent_ini() / start_agent()
+                                an agent on self.conf (conf.d) and self.state,
+                                started and waited for its first load
 
 Every wait has a deadline; nothing here blocks forever.
 """
 
+import grp
 import json
 import os
 import selectors
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -386,6 +393,44 @@ def _del_user(name, testcase):
     run(["userdel", "-f", name], timeout=20)
 
 
+def vigil_group(testcase):
+    """The gid of group vigil. When missing it is created and removed when the
+    test ends; the test is skipped when it cannot be created."""
+    try:
+        return grp.getgrnam("vigil").gr_gid
+    except KeyError:
+        pass
+    r = run(["groupadd", "-r", "vigil"])
+    if r.returncode != 0:
+        testcase.skipTest("groupadd vigil failed: " + r.stderr)
+    testcase.addCleanup(run, ["groupdel", "vigil"])
+    return grp.getgrnam("vigil").gr_gid
+
+
+def ask_socket(path, data, timeout=10, turned_away=False):
+    """Send raw bytes on a unix socket, return the whole answer (a reset
+    raises). turned_away: the agent may have answered and closed before the
+    request went out (a broken pipe, as vigil's own client tolerates): read the
+    answer anyway."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        s.connect(path)
+        try:
+            s.sendall(data)
+        except BrokenPipeError:
+            if not turned_away:
+                raise
+        out = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                return out.decode("utf-8", "replace")
+            out += chunk
+    finally:
+        s.close()
+
+
 def install_copy(dest, extra_plugins=()):
     """DEST/bin/vigil and DEST/plugins/*.so: root-owned, folders 755, files 755/644,
     so any user can run it (the build tree may sit under /root) and the plugin
@@ -447,6 +492,28 @@ class VigilTestCase(unittest.TestCase):
                  env=env or self.env, cwd=self.tmp)
         self.addCleanup(p.kill)
         return p
+
+    def write_agent_ini(self, agent_keys="", defaults="notify = json\n"):
+        """self.conf (conf.d, created when missing) and vigil.ini naming it,
+        self.state and a spool folder, agent_keys added to [agent], then a
+        [defaults] section unless defaults is empty. Returns the ini's path."""
+        self.conf = self.path("conf.d")
+        os.makedirs(self.conf, exist_ok=True)
+        text = "[agent]\nconf_dir = %s\nstate_dir = %s\nspool_dir = %s\n%s" % (
+            self.conf, self.state, self.path("spool"), agent_keys)
+        if defaults:
+            text += "\n[defaults]\n" + defaults
+        return self.write("vigil.ini", text)
+
+    def start_agent(self, ini=None, **kw):
+        """`vigil agent --config INI` (self.ini by default; kw as for start),
+        once it has loaded conf.d; stopped when the test ends, then its stderr
+        checked for crashes."""
+        a = self.start("agent", "--config", ini or self.ini, **kw)
+        a.wait_for("err", lambda l: "loaded:" in l, what="the first load")
+        self.addCleanup(lambda: self.assertNoCrash(a.err))
+        self.addCleanup(a.stop)
+        return a
 
     def track(self, pid, start):
         self._tracked.append((pid, start))
@@ -516,3 +583,37 @@ class VigilTestCase(unittest.TestCase):
         except FileNotFoundError:
             pass
 
+
+class HookReceiver:
+    """tests/integration/http_receiver.py on a free loopback port, logging every
+    request; `mode` is its answer ("200", "500", "503:SECONDS", "down-for:S"...)."""
+
+    def __init__(self, tmp, mode="200"):
+        import sys
+        self.log = os.path.join(tmp, "requests.jsonl")
+        self.p = subprocess.Popen([sys.executable, os.path.join(HERE, "http_receiver.py"),
+                                   "--log", self.log, "--mode", mode],
+                                  stdout=subprocess.PIPE, text=True)
+        self.port = int(self.p.stdout.readline())
+        self.url = "http://127.0.0.1:%d" % self.port
+
+    def mode(self, m):
+        import urllib.request
+        urllib.request.urlopen(urllib.request.Request(self.url + "/_mode", data=m.encode()),
+                               timeout=10).read()
+
+    def requests(self):
+        with open(self.log) as f:
+            return [json.loads(line) for line in f if line.strip()]
+
+    def bodies(self, path=None):
+        return [json.loads(r["body"]) for r in self.requests()
+                if path is None or r["path"] == path]
+
+    def ids(self):
+        return [b["id"] for b in self.bodies()]
+
+    def stop(self):
+        self.p.kill()
+        self.p.wait()
+        self.p.stdout.close()

@@ -7,6 +7,7 @@ job_running() { inside vigil status --json systest | grep -q '"state": *"running
 not() { ! "$@"; }
 journal_has() { inside journalctl -u vigil --no-pager | grep -qF "$1"; }
 clijob_finished() { inside vigil status clijob | grep -q finished; }
+job_tmp_file_is_its_users() { test "$(inside stat -c %U /tmp/vigil-systest)" = vigiljob; }
 job_starts() { inside grep -c '^start ' /var/lib/vigil/systest.log; }
 
 phase_install() {
@@ -25,12 +26,15 @@ phase_install() {
 	inside cp -p /root/vigil.ini.orig /etc/vigil/vigil.ini
 }
 
-# A job that reports its PID and writes where a backup job would.
+# A job that reports its PID and writes where a backup job would, as its user.
 phase_monitor() {
 	phase monitor
+	in_sh 'useradd -r -M -s /usr/sbin/nologin vigiljob &&
+		install -d -o vigiljob -m 0755 /var/backups/vigil-systest'
 	in_sh 'cat >/etc/vigil/conf.d/systest.ini <<EOF
 [monitor]
-command = echo "start \$\$"; echo ok >/tmp/vigil-systest; date >/var/backups/vigil-systest; exec sleep 3600
+command = echo "start \$\$ as \$(id -un)"; echo ok >/tmp/vigil-systest; date >/var/backups/vigil-systest/stamp; exec sleep 3600
+user = vigiljob
 log = /var/lib/vigil/systest.log
 notify = json
 EOF'
@@ -38,10 +42,11 @@ EOF'
 	check "the job runs and its run is reported" wait_for 30 job_running
 	inside vigil status systest | sed 's/^/    | /'
 	check "the job started once" test "$(job_starts)" = 1
-	xfail "issue 11 item 3: jobs outside the sandbox" "the job wrote /var/backups" \
-		inside test -s /var/backups/vigil-systest
-	xfail "issue 11 item 3: jobs outside the sandbox" "the job wrote the host's /tmp" \
-		inside test -s /tmp/vigil-systest
+	check "the job runs as its user =, its \$\$ expanded by sh (not systemd)" \
+		inside grep -q '^start [0-9][0-9]* as vigiljob$' /var/lib/vigil/systest.log
+	check "the job wrote /var/backups" wait_for 30 inside test -s /var/backups/vigil-systest/stamp
+	check "the job wrote the host's /tmp, as its user" wait_for 30 job_tmp_file_is_its_users
+	say "job unit: $(inside systemctl list-units --no-legend 'vigil-job-*' | head -n 1)"
 	inside cat /var/lib/vigil/systest.log | sed 's/^/    | log: /'
 }
 
@@ -69,10 +74,8 @@ phase_upgrade() {
 		test "$(inside systemctl show -p MainPID --value vigil)" != "$main"
 	check "monitoring continues" wait_for 30 job_running
 	say "after: agent $(inside systemctl show -p MainPID --value vigil), job $(job_pid)"
-	xfail "adoption of running command jobs (core; KillMode)" \
-		"the job kept running (same PID $pid)" test "$(job_pid)" = "$pid"
-	xfail "adoption of running command jobs (core; KillMode)" \
-		"the job was not started twice" test "$(job_starts)" = 1
+	check "the job kept running (same PID $pid)" test "$(job_pid)" = "$pid"
+	check "the job was not started twice" test "$(job_starts)" = 1
 }
 
 # A root `vigil run` job too: its log and record are the admin's, not the agent's.

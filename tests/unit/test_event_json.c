@@ -130,7 +130,7 @@ static void test_doubles(void **state)
 	check_double(2.0 / 3.0, "0.6666666666666666");
 	check_double(1e300, "1e+300");
 	check_double(-1.5e-7, "-1.5e-07");
-	check_double(-0.0, "-0");
+	check_double(-0.0, "-0.0"); /* "-0" would decode as the integer 0 */
 	check_double(NAN, "null");
 	check_double(INFINITY, "null");
 	check_double(-INFINITY, "null");
@@ -369,6 +369,37 @@ static void test_encode_never_duplicates_keys(void **state)
 /* A record spooled before the fix, with `pid` twice (envelope, then the
  * detector's field) and a repeated field, still decodes: the envelope keeps
  * its own value, the fields come back in order. */
+/* What the decoder cannot write back the same is refused, not replayed wrong
+ * (each found by tests/fuzz: tests/fuzz/crashes/). */
+static void test_decode_refuses_what_it_cannot_write_back(void **state)
+{
+	static const char *const bad[] = {
+		/* id not 32 lowercase hex digits */
+		"{\"v\":1,\"id\":\"0190F3A5C2E87D3B9A4C5E6F708192A3\",\"time\":\"2026-11-26T07:42:07.123Z\","
+		"\"kind\":\"x\"}",
+		/* month 13, and a signed field */
+		"{\"v\":1,\"id\":\"0190f3a5c2e87d3b9a4c5e6f708192a3\",\"time\":\"2026-13-26T07:42:07.123Z\","
+		"\"kind\":\"x\"}",
+		"{\"v\":1,\"id\":\"0190f3a5c2e87d3b9a4c5e6f708192a3\",\"time\":\"2026--2-26T07:42:07.123Z\","
+		"\"kind\":\"x\"}",
+		/* invalid UTF-8 in a string */
+		"{\"v\":1,\"id\":\"0190f3a5c2e87d3b9a4c5e6f708192a3\",\"time\":\"2026-11-26T07:42:07.123Z\","
+		"\"kind\":\"x\",\"message\":\"\xff\xfe\"}",
+	};
+	struct stored_record *r;
+	char *host, err[200];
+	struct buf b = BUF_INIT;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_int_equal(event_json_decode(bad[i], strlen(bad[i]), "", &r, &host, err,
+						   sizeof(err)), -EINVAL);
+	/* -0.0 keeps its sign: written -0.0, read back as a double */
+	assert_int_equal(json_put_double(&b, -0.0), 0);
+	assert_string_equal(buf_cstr(&b), "-0.0");
+	buf_free(&b);
+}
+
 static void test_decode_legacy_duplicate_keys(void **state)
 {
 	static const char json[] =
@@ -454,6 +485,7 @@ int main(void)
 		cmocka_unit_test(test_ids),
 		cmocka_unit_test(test_validate),
 		cmocka_unit_test(test_encode_never_duplicates_keys),
+		cmocka_unit_test(test_decode_refuses_what_it_cannot_write_back),
 		cmocka_unit_test(test_decode_legacy_duplicate_keys),
 		cmocka_unit_test(test_decode_strings_not_array),
 		cmocka_unit_test(test_reserved_names),

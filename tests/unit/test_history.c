@@ -19,34 +19,11 @@
 #include <cmocka.h>
 
 #include "base/history.h"
-
-struct fix {
-	char dir[64];
-};
+#include "tmp_tree.h"
 
 static int setup(void **state)
 {
-	struct fix *f = calloc(1, sizeof(*f));
-
-	if (!f)
-		return -1;
-	snprintf(f->dir, sizeof(f->dir), "/tmp/vigil-test-history-XXXXXX");
-	if (!mkdtemp(f->dir))
-		return free(f), -1;
-	*state = f;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct fix *f = *state;
-	char cmd[128];
-
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-	if (system(cmd) != 0)
-		return -1;
-	free(f);
-	return 0;
+	return tmp_fix_setup(state, "history");
 }
 
 static struct history_entry entry(uint64_t run, const char *outcome, double duration)
@@ -85,7 +62,7 @@ static void append_raw(const char *dir, const char *name, const char *text)
 
 static void round_trip(void **state)
 {
-	struct fix *f = *state;
+	struct tmp_fix *f = *state;
 	struct history_entry a = entry(1, "succeeded", 1.5), b = entry(2, "failed", 0.25);
 	struct history h;
 
@@ -117,7 +94,7 @@ static void round_trip(void **state)
 
 static void missing_is_empty(void **state)
 {
-	struct fix *f = *state;
+	struct tmp_fix *f = *state;
 	struct history h;
 
 	assert_int_equal(history_read(f->dir, "never", &h), 0);
@@ -127,7 +104,7 @@ static void missing_is_empty(void **state)
 
 static void corrupt_lines_skipped(void **state)
 {
-	struct fix *f = *state;
+	struct tmp_fix *f = *state;
 	struct history_entry a = entry(1, "succeeded", 2), b = entry(2, "succeeded", 4);
 	struct history h;
 
@@ -161,7 +138,7 @@ static size_t files_in(const char *dir)
 /* keep 8: never more than 10 runs, the last runs kept, totals of all 50. */
 static void bound_holds(void **state)
 {
-	struct fix *f = *state;
+	struct tmp_fix *f = *state;
 	struct history h;
 
 	for (uint64_t i = 1; i <= 50; i++) {
@@ -185,7 +162,7 @@ static void bound_holds(void **state)
 
 static void quantiles(void **state)
 {
-	struct fix *f = *state;
+	struct tmp_fix *f = *state;
 	struct history h;
 	double d[] = {5, 1, 3, 2, 4, 100, 6, 7, 8, 9, 10};
 
@@ -205,7 +182,7 @@ static void quantiles(void **state)
 
 static void link_refused(void **state)
 {
-	struct fix *f = *state;
+	struct tmp_fix *f = *state;
 	char path[128], sub[96], err[512];
 	struct history_entry e = entry(1, "succeeded", 1);
 
@@ -240,12 +217,12 @@ static void folder_choice(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(round_trip, setup, teardown),
-		cmocka_unit_test_setup_teardown(missing_is_empty, setup, teardown),
-		cmocka_unit_test_setup_teardown(corrupt_lines_skipped, setup, teardown),
-		cmocka_unit_test_setup_teardown(bound_holds, setup, teardown),
-		cmocka_unit_test_setup_teardown(quantiles, setup, teardown),
-		cmocka_unit_test_setup_teardown(link_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(round_trip, setup, tmp_fix_teardown),
+		cmocka_unit_test_setup_teardown(missing_is_empty, setup, tmp_fix_teardown),
+		cmocka_unit_test_setup_teardown(corrupt_lines_skipped, setup, tmp_fix_teardown),
+		cmocka_unit_test_setup_teardown(bound_holds, setup, tmp_fix_teardown),
+		cmocka_unit_test_setup_teardown(quantiles, setup, tmp_fix_teardown),
+		cmocka_unit_test_setup_teardown(link_refused, setup, tmp_fix_teardown),
 		cmocka_unit_test(folder_choice),
 	};
 

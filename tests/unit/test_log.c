@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "fake_host.h"
+#include "tmp_tree.h"
 
 #define WAIT_MS 10000
 
@@ -41,34 +42,27 @@ static int t_setup(void **state)
 	return 0;
 }
 
-static void rm_rf(const char *path)
-{
-	DIR *d = opendir(path);
-	struct dirent *de;
-	char p[512];
-
-	if (!d) {
-		unlink(path);
-		return;
-	}
-	while ((de = readdir(d))) {
-		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-			continue;
-		snprintf(p, sizeof(p), "%s/%s", path, de->d_name);
-		rm_rf(p);
-	}
-	closedir(d);
-	rmdir(path);
-}
-
 static int t_teardown(void **state)
 {
 	struct t *t = *state;
 
 	fake_host_free(t->fh); /* destroys the instances */
-	rm_rf(t->dir);
+	tmp_tree_remove(t->dir);
 	free(t);
 	return 0;
+}
+
+/* lines: "path = <the test log>" (written into path) then `extra`, NULL-ended. */
+static void log_lines(struct t *t, const char *const *extra, const char **lines, size_t max,
+		      char *path, size_t len)
+{
+	size_t n = 0;
+
+	snprintf(path, len, "path = %s", t->log);
+	lines[n++] = path;
+	for (size_t i = 0; extra && extra[i] && n + 1 < max; i++)
+		lines[n++] = extra[i];
+	lines[n] = NULL;
 }
 
 /* Start an instance with path = the test log plus `extra` lines. */
@@ -76,15 +70,27 @@ static void start(struct t *t, const char *const *extra)
 {
 	const char *lines[16];
 	char path[128];
-	size_t n = 0;
 
-	snprintf(path, sizeof(path), "path = %s", t->log);
-	lines[n++] = path;
-	for (size_t i = 0; extra && extra[i]; i++)
-		lines[n++] = extra[i];
-	lines[n] = NULL;
+	log_lines(t, extra, lines, 16, path, sizeof(path));
 	if (fake_host_instantiate(t->fh, t->p, lines, &t->inst) < 0)
 		fail_msg("instantiate: %s", fake_host_last_error(t->fh));
+}
+
+/* An instance created (not started) with a host table the test changed: path
+ * = the test log plus `extra` lines. The test destroys it. */
+static void *create_with_host(struct t *t, const struct vigil_host *host,
+			      const char *const *extra)
+{
+	const char *lines[16];
+	char path[128], err[256] = "";
+	const struct vigil_config *cfg;
+	void *inst = NULL;
+
+	log_lines(t, extra, lines, 16, path, sizeof(path));
+	cfg = fake_host_config(t->fh, t->p, lines);
+	assert_non_null(cfg);
+	assert_int_equal(t->p->create(host, fake_host_ctx(t->fh), cfg, &inst, err, sizeof(err)), 0);
+	return inst;
 }
 
 static void append_to(const char *path, const char *data, size_t len)
@@ -507,17 +513,14 @@ static void test_copytruncate_copy_deleted(void **state)
 {
 	struct t *t = *state;
 	struct vigil_host host = *fake_host_api(t->fh);
-	char path[128], oldest[160], err[256] = "";
-	const char *lines[] = {path, "success = completed", "from = start", NULL};
-	void *inst = NULL;
+	const char *opts[] = {"success = completed", "from = start", NULL};
+	char oldest[160], err[256] = "";
+	void *inst;
 
 	host.log = rec_log;
 	warn_lost = 0;
-	snprintf(path, sizeof(path), "path = %s", t->log);
 	write_numbered(t->log, 0, 100);
-	const struct vigil_config *cfg = fake_host_config(t->fh, t->p, lines);
-	assert_non_null(cfg);
-	assert_int_equal(t->p->create(&host, fake_host_ctx(t->fh), cfg, &inst, err, sizeof(err)), 0);
+	inst = create_with_host(t, &host, opts);
 	assert_int_equal(t->p->start(inst, err, sizeof(err)), 0);
 	assert_true(wait_kind(t, VIGIL_EV_MATCH, 100));
 	write_numbered(t->log, 100, 150);
@@ -732,6 +735,15 @@ static bool pred_progress_at(struct fake_host *fh, void *arg)
 	return count_kind(fh, VIGIL_EV_PROGRESS) > 0 && last_progress(t, "percent") >= 100;
 }
 
+/* Settled, the percents only ever rising, the last one 100. */
+static void assert_settled_rising_to_100(struct t *t)
+{
+	assert_int_equal(t->p->settle(t->inst), VIGIL_SETTLED);
+	assert_true(last_progress(t, "percent") == 100);
+	for (size_t i = 1; i < count_kind(t->fh, VIGIL_EV_PROGRESS); i++)
+		assert_true(progress_value(t, i, "percent") > progress_value(t, i - 1, "percent"));
+}
+
 /* pv, dd and curl redraw their progress with '\r': each value counts while
  * the line is being written, the last one wins, none goes back. */
 static void test_progress_carriage_return(void **state)
@@ -747,10 +759,7 @@ static void test_progress_carriage_return(void **state)
 	append(t, "copy  50% ETA\rcopy 100% ETA\r");
 	assert_true(fake_host_run_until(t->fh, pred_progress_at, t, WAIT_MS));
 	append(t, "\ndone\n");
-	assert_int_equal(t->p->settle(t->inst), VIGIL_SETTLED);
-	assert_true(last_progress(t, "percent") == 100);
-	for (size_t i = 1; i < count_kind(t->fh, VIGIL_EV_PROGRESS); i++)
-		assert_true(progress_value(t, i, "percent") > progress_value(t, i - 1, "percent"));
+	assert_settled_rising_to_100(t);
 }
 
 /* A whole line of segments at once: its last value, not its first. */
@@ -784,10 +793,7 @@ static void test_progress_carriage_return_long(void **state)
 			fake_host_run_for(t->fh, 20);
 	}
 	append(t, "\n");
-	assert_int_equal(t->p->settle(t->inst), VIGIL_SETTLED);
-	assert_true(last_progress(t, "percent") == 100);
-	for (size_t i = 1; i < count_kind(t->fh, VIGIL_EV_PROGRESS); i++)
-		assert_true(progress_value(t, i, "percent") > progress_value(t, i - 1, "percent"));
+	assert_settled_rising_to_100(t);
 }
 
 /* N/M and "N of M" are a percent of M. */
@@ -857,17 +863,14 @@ static void test_log_tail_after_settle(void **state)
 {
 	struct t *t = *state;
 	struct vigil_host host = *fake_host_api(t->fh);
-	char path[128], err[256] = "";
-	const char *lines[] = {path, "tail_lines = 3", "failure = error", "from = start", NULL};
-	void *inst = NULL;
+	const char *opts[] = {"tail_lines = 3", "failure = error", "from = start", NULL};
+	char err[256] = "";
+	void *inst;
 
 	host.log_tail = rec_log_tail;
 	memset(&tail_seen, 0, sizeof(tail_seen));
-	snprintf(path, sizeof(path), "path = %s", t->log);
 	append(t, "one\ntwo\nthree\nfour\nfinal error");
-	const struct vigil_config *cfg = fake_host_config(t->fh, t->p, lines);
-	assert_non_null(cfg);
-	assert_int_equal(t->p->create(&host, fake_host_ctx(t->fh), cfg, &inst, err, sizeof(err)), 0);
+	inst = create_with_host(t, &host, opts);
 	assert_int_equal(t->p->start(inst, err, sizeof(err)), 0);
 	assert_int_equal(t->p->settle(inst), VIGIL_SETTLED);
 	assert_int_equal(tail_seen.calls, 1);
@@ -922,19 +925,13 @@ static void write_evil(const char *path)
 
 static void *start_evil(struct t *t, struct vigil_host *host)
 {
-	char path[128], err[256] = "";
-	const char *lines[] = {path, "failure = (a+)+$|ERROR", "from = start", NULL};
-	void *inst = NULL;
+	const char *opts[] = {"failure = (a+)+$|ERROR", "from = start", NULL};
 
 	*host = *fake_host_api(t->fh);
 	host->log = rec_limit_log;
 	warn_limit = 0;
-	snprintf(path, sizeof(path), "path = %s", t->log);
 	write_evil(t->log);
-	const struct vigil_config *cfg = fake_host_config(t->fh, t->p, lines);
-	assert_non_null(cfg);
-	assert_int_equal(t->p->create(host, fake_host_ctx(t->fh), cfg, &inst, err, sizeof(err)), 0);
-	return inst;
+	return create_with_host(t, host, opts);
 }
 
 /* A catastrophically backtracking pattern: the lines it cannot decide count

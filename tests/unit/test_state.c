@@ -20,56 +20,11 @@
 #include <cmocka.h>
 
 #include "base/state.h"
-
-struct fix {
-	char dir[64];
-};
+#include "tmp_tree.h"
 
 static int setup(void **state)
 {
-	struct fix *f = calloc(1, sizeof(*f));
-
-	if (!f)
-		return -1;
-	snprintf(f->dir, sizeof(f->dir), "/tmp/vigil-test-state-XXXXXX");
-	if (!mkdtemp(f->dir)) {
-		free(f);
-		return -1;
-	}
-	*state = f;
-	return 0;
-}
-
-static void rm_tree(const char *dir)
-{
-	DIR *d = opendir(dir);
-	struct dirent *de;
-	char path[PATH_MAX];
-
-	if (!d)
-		return;
-	while ((de = readdir(d))) {
-		struct stat st;
-
-		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-			continue;
-		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-		if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode))
-			rm_tree(path);
-		else
-			unlink(path);
-	}
-	closedir(d);
-	rmdir(dir);
-}
-
-static int teardown(void **state)
-{
-	struct fix *f = *state;
-
-	rm_tree(f->dir);
-	free(f);
-	return 0;
+	return tmp_fix_setup(state, "state");
 }
 
 /* Names of the entries of dir other than . and .., sorted, joined by spaces. */
@@ -143,7 +98,7 @@ static void assert_same(const struct run_record *a, const struct run_record *b)
 
 static void test_round_trip(void **state)
 {
-	struct fix *f = *state;
+	struct tmp_fix *f = *state;
 	struct run_record w, r;
 	char listing[256];
 
@@ -172,7 +127,7 @@ static void test_round_trip(void **state)
 /* A later write replaces the record whole. */
 static void test_overwrite(void **state)
 {
-	struct fix *f = *state;
+	struct tmp_fix *f = *state;
 	struct run_record w, r;
 	char listing[256];
 
@@ -191,7 +146,7 @@ static void test_overwrite(void **state)
 
 static void test_read_errors(void **state)
 {
-	struct fix *f = *state;
+	struct tmp_fix *f = *state;
 	struct run_record r;
 	char path[PATH_MAX];
 	FILE *fp;
@@ -221,7 +176,7 @@ static void test_read_errors(void **state)
 
 static void test_list_sorted(void **state)
 {
-	struct fix *f = *state;
+	struct tmp_fix *f = *state;
 	const char *names[] = {"zeta", "alpha", "mid", "Beta", "alpha-2"};
 	struct run_record w, *v;
 	size_t n;
@@ -271,7 +226,7 @@ static void test_list_sorted(void **state)
 
 static void test_list_missing_dir(void **state)
 {
-	struct fix *f = *state;
+	struct tmp_fix *f = *state;
 	char dir[PATH_MAX];
 	struct run_record *v = (struct run_record *)1;
 	size_t n = 99;
@@ -309,7 +264,7 @@ static void test_writer_alive(void **state)
 /* A failed write leaves neither a temp file nor a partial record. */
 static void test_failed_write_leaves_nothing(void **state)
 {
-	struct fix *f = *state;
+	struct tmp_fix *f = *state;
 	struct run_record w;
 	char path[PATH_MAX], listing[256];
 
@@ -330,7 +285,7 @@ static void test_failed_write_leaves_nothing(void **state)
 /* Readers racing a writer see the old or the new record, whole. */
 static void test_readers_never_see_half(void **state)
 {
-	struct fix *f = *state;
+	struct tmp_fix *f = *state;
 	struct run_record a, b, r;
 	char listing[256];
 	pid_t child;
@@ -376,7 +331,7 @@ static void test_readers_never_see_half(void **state)
 
 static void test_ensure_and_default_dir(void **state)
 {
-	struct fix *f = *state;
+	struct tmp_fix *f = *state;
 	char dir[PATH_MAX], buf[PATH_MAX];
 	struct stat st;
 
@@ -400,7 +355,7 @@ static void test_ensure_and_default_dir(void **state)
  * reason, and nothing is written into it. */
 static void test_untrusted_dir_refused(void **state)
 {
-	struct fix *f = *state;
+	struct tmp_fix *f = *state;
 	char open_dir[PATH_MAX], link[PATH_MAX], err[PATH_MAX + 200];
 	struct run_record r = { .name = "x", .state = "running" };
 
@@ -422,16 +377,16 @@ static void test_untrusted_dir_refused(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_overwrite, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_read_errors, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_list_sorted, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_list_missing_dir, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_writer_alive, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_failed_write_leaves_nothing, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_readers_never_see_half, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_ensure_and_default_dir, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_untrusted_dir_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_round_trip, setup, tmp_fix_teardown),
+		cmocka_unit_test_setup_teardown(test_overwrite, setup, tmp_fix_teardown),
+		cmocka_unit_test_setup_teardown(test_read_errors, setup, tmp_fix_teardown),
+		cmocka_unit_test_setup_teardown(test_list_sorted, setup, tmp_fix_teardown),
+		cmocka_unit_test_setup_teardown(test_list_missing_dir, setup, tmp_fix_teardown),
+		cmocka_unit_test_setup_teardown(test_writer_alive, setup, tmp_fix_teardown),
+		cmocka_unit_test_setup_teardown(test_failed_write_leaves_nothing, setup, tmp_fix_teardown),
+		cmocka_unit_test_setup_teardown(test_readers_never_see_half, setup, tmp_fix_teardown),
+		cmocka_unit_test_setup_teardown(test_ensure_and_default_dir, setup, tmp_fix_teardown),
+		cmocka_unit_test_setup_teardown(test_untrusted_dir_refused, setup, tmp_fix_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -277,6 +277,14 @@ struct vigil_host {
 	 * ended process, as `finished` fields (peak_rss_bytes, cpu_seconds,
 	 * oom_killed); one left out or VIGIL_FIELD_NULL is unknown. Copied. */
 	void (*exit_facts)(struct vigil_ctx *ctx, const struct vigil_field *fields, size_t n);
+
+	/* Detectors: a small opaque blob kept with the monitor's run record
+	 * (a log detector's position), read back by the next process that runs
+	 * this monitor with the same state folder. save_state: 0 or -errno (none
+	 * kept without a state folder). load_state: the blob's length (at most
+	 * len bytes copied), or -errno (-ENOENT: nothing saved). */
+	int (*save_state)(struct vigil_ctx *ctx, const void *blob, size_t len);
+	ssize_t (*load_state)(struct vigil_ctx *ctx, void *buf, size_t len);
 };
 
 /* ---------------------------------------------------------------- descriptor */
