@@ -333,18 +333,20 @@ static pid_t wait_main_pid(sd_bus *bus, const char *name, char *err, size_t errl
 			r = sd_bus_get_property_string(bus, "org.freedesktop.systemd1", path,
 						       "org.freedesktop.systemd1.Unit",
 						       "ActiveState", NULL, &state);
-		if (r >= 0 && !pid && strcmp(state, "activating") && strcmp(state, "inactive"))
+		/* Only a unit that failed or is going down has ended: "inactive" is a
+		 * start job still queued, "active" a MainPID not published yet. */
+		if (r >= 0 && !pid && (!strcmp(state, "failed") || !strcmp(state, "deactivating")))
 			r = -ENOEXEC; /* failed: the journal has systemd's reason */
 		else if (!pid)
 			usleep(10000);
 	}
 	free(path);
-	free(state);
 	if (r >= 0 && !pid)
 		r = -ETIMEDOUT;
 	if (r < 0)
-		snprintf(err, errlen, "%s did not start: %s (see journalctl -u %s)", name,
-			 strerror(-r), name);
+		snprintf(err, errlen, "%s did not start: %s (state %s; see journalctl -u %s)",
+			 name, strerror(-r), state ? state : "unknown", name);
+	free(state);
 	return r < 0 ? r : (pid_t)pid;
 }
 

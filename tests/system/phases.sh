@@ -40,6 +40,7 @@ notify = json
 EOF'
 	check "systemctl reload vigil adds the monitor" inside systemctl reload vigil
 	check "the job runs and its run is reported" wait_for 30 job_running
+	job_running || inside journalctl -u vigil --no-pager -n 30 | sed 's/^/    | agent: /'
 	inside vigil status systest | sed 's/^/    | /'
 	check "the job started once" test "$(job_starts)" = 1
 	check "the job runs as its user =, its \$\$ expanded by sh (not systemd)" \
