@@ -8,7 +8,6 @@
 #include "base/log.h"
 #include "base/state.h"
 
-#define VIGIL_EV_MISSED "missed"
 
 /* every = on a monitor whose runs start on their own (pid_file, match). */
 static bool recurring(const struct entry *en)

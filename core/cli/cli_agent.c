@@ -21,8 +21,8 @@ static const char reload_usage[] =
 	"usage: vigil reload [--state-dir DIR]\n"
 	"\n"
 	"Ask the running agent to re-read vigil.ini and conf.d. Prints what changed and\n"
-	"what is broken. Exit 0 when the agent reloaded, 1 when it refused, 2 when no\n"
-	"agent runs.\n";
+	"what is broken. Exit 0 when everything reloaded, 1 when it refused or a file\n"
+	"is broken (the rest is applied), 2 when no agent runs.\n";
 
 int cli_agent(int argc, char **argv)
 {

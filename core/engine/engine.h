@@ -168,11 +168,8 @@ int monitor_stop(struct monitor *m, bool force);
 /* Between two attempts (state retrying): end the run failed with `why`, no
  * further attempt. 0, or -ESRCH when the run is not between attempts. */
 int monitor_end_retrying(struct monitor *m, const char *why);
-/* vigil watch NAME: the job's supervisor records its exit status in the state
- * folder; take it from there when the kernel will not tell us. */
 /* vigil watch: end after one run even when the target is a pid_file or match. */
 void monitor_set_single_run(struct monitor *m);
-void monitor_set_status_record(struct monitor *m, const char *dir, const char *name);
 /* vigil watch, once started: a pid_file or match target not there yet gets one
  * `waiting` event, and the wait counts against the timeout. */
 void monitor_wait_begins(struct monitor *m);

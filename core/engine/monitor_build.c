@@ -316,7 +316,7 @@ void monitor_free(struct monitor *m)
 	monitor_flood_free(m);
 	monitor_journal_close(m);
 	int64_t *timers[] = {&m->timeout_timer, &m->expected_timer, &m->kill_timer,
-			     &m->settle_timer, &m->retry_timer, &m->status_timer,
+			     &m->settle_timer, &m->retry_timer,
 			     &m->state_timer, &m->turn_timer};
 	for (size_t i = 0; i < sizeof(timers) / sizeof(timers[0]); i++)
 		if (*timers[i] > 0)
@@ -329,8 +329,6 @@ void monitor_free(struct monitor *m)
 	free(m->reason);
 	free(m->waiting_for);
 	free(m->log_path);
-	free(m->status_dir);
-	free(m->status_name);
 	free(m->name);
 	free(m);
 }

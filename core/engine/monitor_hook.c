@@ -18,6 +18,7 @@
 
 #include "base/config.h"
 #include "base/log.h"
+#include "base/safe_file.h"
 #include "lib/proc.h"
 #include "monitor_internal.h"
 
@@ -47,21 +48,12 @@ static void hook_note(struct monitor *m, const char *what, const char *text)
 /* The event for the hook's stdin, in a file of its own at offset 0. */
 static int hook_stdin(const char *json)
 {
-	size_t len = strlen(json), done = 0;
 	int fd = memfd_create("vigil-hook-event", MFD_CLOEXEC);
 
 	if (fd < 0)
 		return -errno;
-	while (done < len) {
-		ssize_t n = write(fd, json + done, len - done);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return close(fd), -EIO;
-		done += (size_t)n;
-	}
-	if (write(fd, "\n", 1) != 1 || lseek(fd, 0, SEEK_SET) != 0)
+	if (safe_file_write_all(fd, json, strlen(json)) || safe_file_write_all(fd, "\n", 1) ||
+	    lseek(fd, 0, SEEK_SET) != 0)
 		return close(fd), -EIO;
 	return fd;
 }

@@ -15,7 +15,6 @@ enum run_state { RUN_WAITING = 0, RUN_ATTACHED, RUN_SETTLING, RUN_FINISHED, RUN_
 
 struct monitor_hook;
 
-#define VIGIL_EV_RETRYING "retrying" /* between attempts of a run */
 
 struct detector {
 	struct monitor *monitor;
@@ -82,8 +81,6 @@ struct monitor {
 	bool single_run; /* vigil watch: one run, even of a pid_file or match target */
 	bool state_dirty;
 	int64_t state_timer; /* run records are rewritten at most once a second */
-	char *status_dir, *status_name; /* a vigil run job's record: exit status source */
-	int64_t status_timer, status_wait_start;
 	/* limits: one already past when the run was found fires at once, saying so */
 	bool timeout_late, expected_late;
 	int64_t learned_expected_ms; /* expected = auto: this run's limit, 0 while learning */

@@ -19,7 +19,6 @@
 #include "base/success_expr.h"
 
 #define SETTLE_LIMIT_MS 60000
-#define VIGIL_EV_WAITING "waiting"
 
 static int64_t now_wall_ms(void)
 {
@@ -287,51 +286,14 @@ static void start_settling(struct monitor *m);
 
 static void record_exit(struct monitor *m, int code, int sig, int core_dumped);
 
-/* A job of `vigil run` watched from outside: its supervisor is the parent and
- * records the exit status; wait (bounded) for that record rather than guess. */
-static int64_t status_record_poll(struct loop *loop, int64_t id, void *data)
-{
-	struct monitor *m = data;
-	struct run_record r;
-
-	(void)loop;
-	(void)id;
-	if (state_read(m->status_dir, m->status_name, &r) == 0 && r.pid == m->target.pid &&
-	    strcmp(r.state, "finished") == 0) {
-		m->status_timer = 0;
-		record_exit(m, r.signal > 0 ? -1 : r.exit_code, r.signal, 0);
-		return LOOP_TIMER_DONE;
-	}
-	if (now_mono(m) - m->status_wait_start > 3000) {
-		m->status_timer = 0;
-		record_exit(m, -1, -1, 0);
-		return LOOP_TIMER_DONE;
-	}
-	return 20;
-}
-
 void monitor_set_single_run(struct monitor *m) { m->single_run = true; }
-
-void monitor_set_status_record(struct monitor *m, const char *dir, const char *name)
-{
-	free(m->status_dir);
-	free(m->status_name);
-	m->status_dir = strdup(dir);
-	m->status_name = strdup(name);
-}
 
 void monitor_exited(struct monitor *m, int code, int sig, int core_dumped)
 {
-	if (m->state != RUN_ATTACHED || m->status_timer)
+	if (m->state != RUN_ATTACHED)
 		return;
 	if (monitor_tree_hold(m, code, sig, core_dumped))
 		return; /* the run lasts until the processes it left have exited */
-	if (code < 0 && sig <= 0 && m->status_dir) {
-		m->status_wait_start = now_mono(m);
-		m->status_timer = monitor_add_timer(m, 0, status_record_poll, "exit status");
-		if (m->status_timer)
-			return;
-	}
 	record_exit(m, code, sig, core_dumped);
 }
 
