@@ -22,7 +22,6 @@ import signal
 import socket
 import ssl
 import sys
-import threading
 
 from aiosmtpd.controller import Controller
 
@@ -80,14 +79,17 @@ def main():
     ap.add_argument("--tls-key", help="PEM private key of --tls-cert")
     args = ap.parse_args()
     os.makedirs(args.dir, exist_ok=True)
+    # Blocked before any thread starts (threads inherit the mask) and taken
+    # with sigwait: a Python handler that sets an Event can deadlock when the
+    # signal lands while the main thread holds the Event's lock, which is
+    # exactly when a test stops the receiver right after reading its port.
+    stop_signals = {signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
     ctl = Controller(Saver(args.dir, args.reply_code), hostname="127.0.0.1",
                      port=free_port(), **tls_kwargs(args))
     ctl.start()
     print(ctl.port, flush=True)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *a: stop.set())
-    signal.signal(signal.SIGINT, lambda *a: stop.set())
-    stop.wait()
+    signal.sigwait(stop_signals)
     ctl.stop()
 
 
