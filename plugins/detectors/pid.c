@@ -47,10 +47,6 @@
 	(IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE | IN_MODIFY | IN_DELETE | IN_ATTRIB |   \
 	 IN_ONLYDIR)
 #define PID_AMBIGUOUS_LIST 10
-/* How often a process that is not our child is sampled for the report (its
- * peak memory and CPU time): the kernel keeps no totals for us to read after
- * it exits, and it cannot be sampled at the instant before. */
-#define PID_SAMPLE_MS 5000
 
 static const struct vigil_option pid_options[] = {
 	{ "pid", VIGIL_OPT_INT, 0, NULL, "the PID of a running process" },
@@ -176,7 +172,7 @@ static int pid_attach(struct pid_det *d, pid_t pid, uint64_t start, char *err, s
 
 /* A process that is not our child, sampled (a child's rusage is exact): the
  * peak only grows; a zombie has no VmHWM left but keeps its CPU times. */
-static void pid_sample(struct pid_det *d)
+void pid_sample(struct pid_det *d)
 {
 	struct proc_usage u;
 	if (d->pid <= 0 || proc_usage_read(d->pid, &u) < 0 || !proc_is_same(d->pid, d->start))
@@ -187,12 +183,6 @@ static void pid_sample(struct pid_det *d)
 		d->usage.cpu_ms = u.cpu_ms;
 }
 
-static int64_t pid_on_sample(void *data)
-{
-	pid_sample(data);
-	return PID_SAMPLE_MS;
-}
-
 static void pid_sample_start(struct pid_det *d)
 {
 	d->usage = (struct proc_usage){ .peak_rss_bytes = -1, .cpu_ms = -1 };
@@ -200,15 +190,12 @@ static void pid_sample_start(struct pid_det *d)
 	if (d->is_child)
 		return;
 	pid_sample(d);
-	int64_t id = d->host->add_timer(d->ctx, PID_SAMPLE_MS, pid_on_sample, d);
-	d->sample_timer = id > 0 ? id : 0;
+	pidcn_sample_add(d);
 }
 
 static void pid_sample_stop(struct pid_det *d)
 {
-	if (d->sample_timer > 0)
-		d->host->cancel_timer(d->ctx, d->sample_timer);
-	d->sample_timer = 0;
+	pidcn_sample_del(d);
 }
 
 /* Reap a child with its rusage (the raw syscall: glibc's waitid() has no
@@ -708,7 +695,7 @@ static int64_t pid_on_poll(void *data)
 static int pid_match_start(struct pid_det *d, char *err, size_t errlen)
 {
 	/* Without the connector's exec events nothing says a process appeared. */
-	if (!pidcn_on(d) || !d->in_matchers) {
+	if (!pidcn_on(d) || !d->matcher_pos.in) {
 		int64_t id = d->host->add_timer(d->ctx, PID_POLL_MS, pid_on_poll, d);
 		if (id < 0) {
 			snprintf(err, errlen, "timer: %s", strerror((int)-id));
@@ -769,7 +756,7 @@ static void pid_destroy(void *instance)
 	if (!d)
 		return;
 	int64_t timers[] = { d->grace_timer, d->poll_timer, d->recheck_timer, d->empty_timer,
-			     d->sample_timer, d->oom_timer };
+			     d->oom_timer };
 	for (size_t i = 0; i < sizeof(timers) / sizeof(timers[0]); i++)
 		if (timers[i] > 0)
 			d->host->cancel_timer(d->ctx, timers[i]);
@@ -780,6 +767,7 @@ static void pid_destroy(void *instance)
 			close(fds[i]);
 		}
 	}
+	pid_sample_stop(d);
 	pidcn_release(d);
 	if (d->own_sh)
 		pidcn_shared_destroy(d->sh);

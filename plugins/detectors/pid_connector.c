@@ -48,6 +48,15 @@
 #define PID_EXEC_BATCH_MS 50
 /* More execs than this in one period: every waiting match target rescans. */
 #define PID_EXEC_MAX 4096
+/* Processes that are not our children are sampled for the end-of-run report
+ * (peak memory, CPU time: the kernel keeps no totals to read after they
+ * exit), each about every PID_SAMPLE_MS, from one timer ticking every
+ * PID_SAMPLE_TICK_MS that samples at most PID_SAMPLE_PER_TICK of them: past
+ * 250 processes each is sampled less often, so that ten thousand cost what
+ * 250 do (the last interval's growth is what a report can miss). */
+#define PID_SAMPLE_MS 5000
+#define PID_SAMPLE_TICK_MS 1000
+#define PID_SAMPLE_PER_TICK 50
 /* Up to this many watched processes, the socket filter compares each exit's
  * PID with theirs; above, every exit passes and the pid table decides. */
 #define PID_BPF_MAX_PIDS 64
@@ -70,6 +79,12 @@ struct pid_slot {
 };
 
 /* One per process (or per instance when the core offers no shared state). */
+/* Instances, in no order; each knows its place through a pid_list_pos. */
+struct pid_list {
+	struct pid_det **v;
+	size_t n, cap;
+};
+
 struct pid_shared {
 	const struct vigil_host *host;
 	struct vigil_ctx *ctx; /* the shared ctx: the socket and the exec timer */
@@ -89,8 +104,11 @@ struct pid_shared {
 	size_t cap, n;
 
 	/* Match targets, woken by exec events. */
-	struct pid_det **matchers;
-	size_t n_matchers, cap_matchers;
+	struct pid_list matchers;
+	/* Processes sampled for the report, round robin from sample_next. */
+	struct pid_list samples;
+	size_t sample_next;
+	int64_t sample_timer;
 	pid_t *execs;
 	size_t n_execs;
 	bool execs_overflow;
@@ -190,30 +208,82 @@ void pidcn_table_del(struct pid_shared *s, struct pid_det *d)
 
 /* ------------------------------------------------------------ match list */
 
-static int pidcn_matchers_add(struct pid_shared *s, struct pid_det *d)
+#define PID_POS(d, off) ((struct pid_list_pos *)((char *)(d) + (off)))
+
+/* Add d to l; off is the offset of d's pid_list_pos for l. */
+static int pidcn_list_add(struct pid_list *l, struct pid_det *d, size_t off)
 {
-	if (s->n_matchers == s->cap_matchers) {
-		size_t cap = s->cap_matchers ? s->cap_matchers * 2 : 16;
-		struct pid_det **m = realloc(s->matchers, cap * sizeof(*m));
-		if (!m)
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 16;
+		struct pid_det **v = realloc(l->v, cap * sizeof(*v));
+		if (!v)
 			return -ENOMEM;
-		s->matchers = m;
-		s->cap_matchers = cap;
+		l->v = v;
+		l->cap = cap;
 	}
-	d->matcher_idx = s->n_matchers;
-	s->matchers[s->n_matchers++] = d;
-	d->in_matchers = true;
+	*PID_POS(d, off) = (struct pid_list_pos){ .idx = l->n, .in = true };
+	l->v[l->n++] = d;
 	return 0;
 }
 
-static void pidcn_matchers_del(struct pid_shared *s, struct pid_det *d)
+static void pidcn_list_del(struct pid_list *l, struct pid_det *d, size_t off)
 {
-	if (!d->in_matchers)
+	struct pid_list_pos *pos = PID_POS(d, off);
+	if (!pos->in)
 		return;
-	struct pid_det *last = s->matchers[--s->n_matchers];
-	s->matchers[d->matcher_idx] = last;
-	last->matcher_idx = d->matcher_idx;
-	d->in_matchers = false;
+	struct pid_det *last = l->v[--l->n];
+	l->v[pos->idx] = last;
+	PID_POS(last, off)->idx = pos->idx;
+	pos->in = false;
+}
+
+#define MATCHER_POS offsetof(struct pid_det, matcher_pos)
+#define SAMPLE_POS offsetof(struct pid_det, sample_pos)
+
+/* ------------------------------------------------------------- sampling */
+
+/* One tick: the next share of the sampled processes, so that each comes
+ * round about every PID_SAMPLE_MS (less often past the per-tick cap). */
+static int64_t pidcn_on_sample(void *data)
+{
+	struct pid_shared *s = data;
+	size_t n = s->samples.n, per = (n * PID_SAMPLE_TICK_MS + PID_SAMPLE_MS - 1) / PID_SAMPLE_MS;
+
+	if (per > PID_SAMPLE_PER_TICK)
+		per = PID_SAMPLE_PER_TICK;
+	for (size_t i = 0; i < per && i < n; i++) {
+		if (s->sample_next >= n)
+			s->sample_next = 0;
+		pid_sample(s->samples.v[s->sample_next++]);
+	}
+	return PID_SAMPLE_TICK_MS;
+}
+
+void pidcn_sample_add(struct pid_det *d)
+{
+	struct pid_shared *s = d->sh;
+	if (!s || d->sample_pos.in)
+		return;
+	if (pidcn_list_add(&s->samples, d, SAMPLE_POS) < 0) {
+		d->host->log(d->ctx, VIGIL_LOG_WARN, "out of memory: no resource report");
+		return;
+	}
+	if (!s->sample_timer) {
+		int64_t id = s->host->add_timer(s->ctx, PID_SAMPLE_TICK_MS, pidcn_on_sample, s);
+		s->sample_timer = id > 0 ? id : 0;
+	}
+}
+
+void pidcn_sample_del(struct pid_det *d)
+{
+	struct pid_shared *s = d->sh;
+	if (!s)
+		return;
+	pidcn_list_del(&s->samples, d, SAMPLE_POS);
+	if (!s->samples.n && s->sample_timer) {
+		s->host->cancel_timer(s->ctx, s->sample_timer);
+		s->sample_timer = 0;
+	}
 }
 
 static bool pidcn_waiting_match(const struct pid_det *d)
@@ -231,14 +301,14 @@ static int64_t pidcn_on_execs(void *data)
 	for (size_t i = 0; i < s->n_execs && !s->execs_overflow; i++) {
 		if (proc_cmdline(s->execs[i], cmdline, sizeof(cmdline)) < 0 || !cmdline[0])
 			continue;
-		for (size_t k = 0; k < s->n_matchers; k++) {
-			struct pid_det *d = s->matchers[k];
+		for (size_t k = 0; k < s->matchers.n; k++) {
+			struct pid_det *d = s->matchers.v[k];
 			if (!d->exec_hit && pidcn_waiting_match(d) && pid_match_cmdline(d, cmdline))
 				d->exec_hit = true;
 		}
 	}
-	for (size_t k = 0; k < s->n_matchers; k++) {
-		struct pid_det *d = s->matchers[k];
+	for (size_t k = 0; k < s->matchers.n; k++) {
+		struct pid_det *d = s->matchers.v[k];
 		if ((d->exec_hit || s->execs_overflow) && pidcn_waiting_match(d))
 			pid_recheck_soon(d);
 		d->exec_hit = false;
@@ -250,7 +320,7 @@ static int64_t pidcn_on_execs(void *data)
 
 static void pidcn_exec_note(struct pid_shared *s, pid_t pid, bool overflow)
 {
-	if (!s->n_matchers)
+	if (!s->matchers.n)
 		return;
 	if (!s->execs && !overflow)
 		s->execs = malloc(PID_EXEC_MAX * sizeof(*s->execs));
@@ -511,8 +581,8 @@ static void pidcn_bpf_build(struct pid_bpf *b, const struct pid_shared *s, pid_t
 
 static bool pidcn_exec_wanted(const struct pid_shared *s)
 {
-	for (size_t k = 0; k < s->n_matchers; k++)
-		if (pidcn_waiting_match(s->matchers[k]))
+	for (size_t k = 0; k < s->matchers.n; k++)
+		if (pidcn_waiting_match(s->matchers.v[k]))
 			return true;
 	return false;
 }
@@ -641,7 +711,7 @@ int pidcn_acquire(struct pid_det *d, char *err, size_t errlen)
 	}
 	s->users++;
 	d->cn_user = true;
-	if (d->mode == PID_BY_MATCH && pidcn_matchers_add(s, d) < 0)
+	if (d->mode == PID_BY_MATCH && pidcn_list_add(&s->matchers, d, MATCHER_POS) < 0)
 		d->host->log(d->ctx, VIGIL_LOG_WARN, "out of memory: polling for \"%s\"",
 			     d->pattern);
 	pidcn_filter(s, 0); /* execs, before the first scan: none missed */
@@ -655,7 +725,7 @@ void pidcn_release(struct pid_det *d)
 	if (!s)
 		return; /* create() failed before it had one */
 	pidcn_table_del(s, d);
-	pidcn_matchers_del(s, d);
+	pidcn_list_del(&s->matchers, d, MATCHER_POS);
 	if (!d->cn_user)
 		return;
 	d->cn_user = false;
@@ -707,9 +777,12 @@ void pidcn_shared_destroy(void *shared)
 		return;
 	if (s->exec_timer)
 		s->host->cancel_timer(s->ctx, s->exec_timer);
+	if (s->sample_timer)
+		s->host->cancel_timer(s->ctx, s->sample_timer);
 	pidcn_close(s);
 	free(s->slots);
-	free(s->matchers);
+	free(s->matchers.v);
+	free(s->samples.v);
 	free(s->execs);
 	free(s);
 }

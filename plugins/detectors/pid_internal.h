@@ -33,6 +33,13 @@ struct pid_status {
 /* The connector's per-process state (defined in pid_connector.c). */
 struct pid_shared;
 
+/* Where an instance sits in one of the shared state's lists (removal swaps
+ * the last entry in). */
+struct pid_list_pos {
+	size_t idx;
+	bool in;
+};
+
 /* One instance. The connector links it into sh's tables (cn_user .. exec_hit)
  * and records what it heard about the attached process (exit_seen,
  * leader_seen, cn_status); the rest is pid.c's. */
@@ -54,8 +61,9 @@ struct pid_det {
 	bool cn_user;     /* counted in sh->users */
 	bool in_table;    /* registered under pid in sh's table */
 	struct pid_det *next_same; /* the next instance attached to the same pid */
-	size_t matcher_idx;        /* in sh->matchers, when in_matchers */
-	bool in_matchers, exec_hit;
+	struct pid_list_pos matcher_pos; /* in sh's match targets */
+	struct pid_list_pos sample_pos;  /* in sh's sampled processes */
+	bool exec_hit;
 
 	/* The attached process. */
 	int pidfd;
@@ -71,7 +79,7 @@ struct pid_det {
 	 * /proc while it runs) and an OOM kill; pending holds the status while the
 	 * kernel log is read once more (oom_timer). */
 	struct proc_usage usage;
-	int64_t sample_timer, oom_timer;
+	int64_t oom_timer;
 	int oom; /* -1 unknown, 0, 1 */
 	struct pid_status pending;
 
@@ -116,7 +124,15 @@ int pidcn_drain(struct pid_shared *s);
 int pidcn_table_add(struct pid_shared *s, struct pid_det *d);
 void pidcn_table_del(struct pid_shared *s, struct pid_det *d);
 
+/* Sample d's process for the report from sh's one timer, and stop (a no-op
+ * when it is not sampled). */
+void pidcn_sample_add(struct pid_det *d);
+void pidcn_sample_del(struct pid_det *d);
+
 /* ---- pid.c: what the connector calls back ---- */
+
+/* Read d's process's peak memory and CPU time now (a process not our child). */
+void pid_sample(struct pid_det *d);
 
 /* d's exit status has just been recorded: end its grace wait. */
 void pid_grace_cut(struct pid_det *d);

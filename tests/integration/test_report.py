@@ -143,6 +143,25 @@ class TestReport(vt.VigilTestCase):
         self.assertGreaterEqual(fin["peak_rss_bytes"], 50 * 1.048 * MB, fin)
         self.assertIsNotNone(fin["cpu_seconds"], fin)
 
+    def test_growth_after_attaching_is_sampled(self):
+        # The memory is taken after vigil attached, so only the periodic
+        # sampling (the pid plugin's shared timer) can see the peak: a zombie
+        # has no VmHWM left to read at the end.
+        fifo, grown = self.path("go"), self.path("grown")
+        vt.make_fifo(fifo)
+        code = ('import time\nopen(%r).read()\nx = b"x" * (60 << 20)\n'
+                'open(%r, "w").close()\ntime.sleep(3)\n' % (fifo, grown))
+        holder = subprocess.Popen([sys.executable, self.write("grow.py", code)])
+        self.addCleanup(holder.wait, vt.TIMEOUT)
+        self.addCleanup(holder.kill)
+        w = self.start("watch", "--pid", holder.pid, "--notify", "json")
+        w.wait_json("attached")
+        vt.release_fifo(fifo)
+        fin = w.wait_json("finished")
+        w.finish()
+        self.assertTrue(os.path.exists(grown))
+        self.assertGreaterEqual(fin["peak_rss_bytes"], 60 * 1.048 * MB, fin)
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
