@@ -5,14 +5,15 @@
 # (default 30) on a corpus folder outside the clone, FUZZ_CACHE/TARGET
 # (default FUZZ_CACHE=/var/cache/vigil-fuzz), into which the committed seeds
 # (tests/fuzz/corpus/TARGET) are merged first, so corpora grow across runs.
-# JOBS=N runs N processes per target on the same corpus (default 1).
+# JOBS=N runs N processes per target on the same corpus (default 1);
+# MAX_LEN=N tries inputs up to N bytes (default: per target, below).
 # Prints one line per target: executions, coverage (libFuzzer's final cov:),
 # crashes; exits 1 when any target crashed (artifacts under
 # FUZZ_CACHE/artifacts/TARGET/), 2 on a usage or build error.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 src=$(cd "$here/../.." && pwd)
-all_targets=(ini success_expr event_json spool control log notify_templates)
+all_targets=(ini success_expr event_json spool control log log_lines notify_templates)
 seconds=${1:-30}
 [ $# -gt 0 ] && shift
 targets=("$@")
@@ -26,8 +27,10 @@ case $seconds in ''|*[!0-9]*) echo "usage: $0 [SECONDS] [TARGET...]" >&2; exit 2
 # Inputs bigger than this are not tried: small enough to keep each target
 # fast, big enough for the deep and long seeds.
 max_len() {
+	[ -n "${MAX_LEN:-}" ] && { echo "$MAX_LEN"; return; }
 	case $1 in
 	log) echo 4096;;
+	log_lines) echo 4096;;
 	control|notify_templates) echo 16384;;
 	*) echo 65536;;
 	esac
