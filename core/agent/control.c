@@ -353,6 +353,8 @@ void control_put_record(struct buf *b, const struct run_record *r)
 		   (int)r->owner_pid, (unsigned)r->uid);
 	buf_printf(b, "started_ms=%lld\nended_ms=%lld\nexit_code=%d\nsignal=%d\n",
 		   (long long)r->started_ms, (long long)r->ended_ms, r->exit_code, r->signal);
+	buf_printf(b, "attempt=%d\nattempts=%d\nnext_at_ms=%lld\n", r->attempt, r->attempts,
+		   (long long)r->next_at_ms);
 	put_str(b, "outcome", r->outcome);
 	buf_printf(b, "expected_ms=%lld\ntimeout_ms=%lld\nprogress=%.2f\nexpected_auto=%d\n",
 		   (long long)r->expected_ms, (long long)r->timeout_ms, r->progress, r->expected_auto);
@@ -389,7 +391,7 @@ static void record_field(struct run_record *r, const char *k, size_t klen, const
 	snprintf(num, sizeof(num), "%.*s", (int)(vlen < 63 ? vlen : 63), v);
 	NUM(run) NUM(pid) NUM(start_time) NUM(supervisor) NUM(owner_pid) NUM(uid)
 	NUM(started_ms) NUM(ended_ms) NUM(exit_code) NUM(signal) NUM(expected_ms)
-	NUM(timeout_ms) NUM(expected_auto)
+	NUM(timeout_ms) NUM(expected_auto) NUM(attempt) NUM(attempts) NUM(next_at_ms)
 	if (KEY(progress))
 		r->progress = strtod(num, NULL);
 #undef KEY

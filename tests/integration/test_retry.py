@@ -100,6 +100,29 @@ class TestRetry(vt.VigilTestCase):
         st = self.wait_finished("later", timeout=60)
         self.assertEqual((st["outcome"], st["attempt"]), ("succeeded", 2), st)
 
+    def test_agent_status_says_retrying_with_the_numbers(self):
+        # An agent's monitor: vigil status asks the agent, whose reply must
+        # carry the attempt numbers and the next start as the record does.
+        self.ini = self.write_agent_ini()
+        self.write("conf.d/later.ini", "[monitor]\ncommand = test -e again || "
+                   "{ touch again; exit 4; }\nworking_directory = %s\nretry = 2\n"
+                   "retry_delay = 6s\n" % self.tmp)
+        self.start_agent()
+
+        def retrying():
+            st = self.status_json("later")
+            return st if st["state"] == "retrying" else None
+        st = vt.wait_until(retrying, 20, 0.05, "status to say retrying")
+        self.assertEqual((st["attempt"], st["attempts"]), (2, 3), st)
+        self.assertIsNotNone(st["next_at"], st)
+        text = self.vigil("status", "later").stdout
+        self.assertRegex(text, r"retrying 2/3 in [1-6]s")
+        # (not wait_finished: the run's owner is the agent, which goes on)
+        st = vt.wait_until(lambda: (lambda s: s if s["state"] == "finished" else None)(
+            self.status_json("later")), 60, 0.1, "the run to finish")
+        self.assertEqual((st["outcome"], st["attempt"], st["attempts"]),
+                         ("succeeded", 2, 3), st)
+
     def test_retry_command_from_attempt_2(self):
         self.write("job.ini", "[monitor]\nretry = 2\nretry_delay = 1s\n"
                    "retry_command = echo resumed $VIGIL_ATTEMPT >> trail; exit 0\n")
