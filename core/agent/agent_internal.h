@@ -2,7 +2,7 @@
  * and the calls that cross files. agent.h is the API; this is not.
  *   agent.c          entries, vigil.ini, conf.d reload, sd_notify, lifecycle
  *   agent_ctl.c      the answers to control-socket requests
- *   agent_missed.c   missed runs (every = + grace)
+ *   agent_missed.c   missed runs (every = or schedule =, + grace)
  *   agent_metrics.c  metrics_textfile and metrics_listen
  *   agent_adopt.c    spools left by other processes
  *   agent_check.c    `vigil check` */
@@ -27,6 +27,7 @@ struct entry {
 	bool keep; /* reload: unchanged */
 	struct loop *loop;     /* set while a missed-run timer may run */
 	int64_t missed_timer;  /* every = : when the next run is due (0: none) */
+	time_t missed_slot;    /* schedule = : the scheduled time it waits for */
 };
 
 struct agent {

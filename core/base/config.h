@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "cron.h"
 #include "diag.h"
 #include "vigil/plugin.h"
 
@@ -96,6 +97,12 @@ struct monitor_config {
 	int64_t min_duration_ms;  /* a successful-looking run shorter is too_fast */
 	bool min_duration_auto;   /* min_duration = auto: learned from the history */
 	int64_t every_ms, grace_ms; /* agent: a run should start every every_ms (0: off) */
+	char *schedule;           /* agent: ... or at these times (a cron expression) */
+	struct cron schedule_cron; /* schedule, parsed */
+	char **after;             /* command: start once these jobs' runs succeeded */
+	size_t n_after;
+	char **after_any;         /* ... once these jobs' runs ended, however */
+	size_t n_after_any;
 	int64_t timeout_ms;
 	enum on_timeout on_timeout;
 	int64_t kill_grace_ms;    /* default 10s */

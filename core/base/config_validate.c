@@ -229,7 +229,16 @@ const struct vigil_option config_monitor_options[] = {
 	  "by expected_margin) is reported too_fast" },
 	{ "every", VIGIL_OPT_DURATION, 0, NULL,
 	  "agent, pid_file/match: a run starts this often (else a missed event)" },
-	{ "grace", VIGIL_OPT_DURATION, 0, "0s", "slack after `every` before a run counts as missed" },
+	{ "grace", VIGIL_OPT_DURATION, 0, "0s",
+	  "slack after `every` or a `schedule` time before a run counts as missed" },
+	{ "schedule", VIGIL_OPT_STRING, 0, NULL,
+	  "agent, pid_file/match: a run starts at these times (cron: MIN HOUR DOM MON DOW, "
+	  "SEC first for six fields, or @daily...), else a missed event" },
+	{ "after", VIGIL_OPT_STRING, VIGIL_OPTF_REPEATABLE, NULL,
+	  "`command` starts once these jobs' current runs succeeded (a failed one fails "
+	  "this run); comma-separated" },
+	{ "after_any", VIGIL_OPT_STRING, VIGIL_OPTF_REPEATABLE, NULL,
+	  "`command` starts once these jobs' current runs ended, whatever the outcome" },
 	{ "timeout", VIGIL_OPT_DURATION, 0, NULL, "a run longer than this has timed out" },
 	{ "on_timeout", VIGIL_OPT_STRING, 0, "notify", "notify | term | kill" },
 	{ "kill_grace", VIGIL_OPT_DURATION, 0, "10s", "SIGTERM to SIGKILL delay for term" },
@@ -424,6 +433,45 @@ static int monitor_name_check(const char *name, char *err, size_t errlen)
 			   name);
 }
 
+/* schedule = (checked by monitor_check_value): the text, for messages, and
+ * the parsed times. */
+static void monitor_set_schedule(struct monitor_config *m, const struct vigil_value *v,
+				 struct diag *d)
+{
+	free(m->schedule);
+	m->schedule = strdup(v->text);
+	if (!m->schedule)
+		diag_add(d, m->file, v->line, "monitor", v->key, "out of memory");
+	cron_parse(&m->schedule_cron, v->text, NULL, 0);
+}
+
+/* Split one `after` / `after_any` value into job names appended to its list. */
+static void monitor_add_after(struct monitor_config *m, const struct vigil_value *v,
+			      struct diag *d)
+{
+	bool any = !strcmp(v->key, "after_any");
+	char err[512];
+
+	for (const char *p = v->text, *end;; p = end + 1) {
+		char *name;
+
+		end = strchrnul(p, ',');
+		name = strndup_trim(p, (size_t)(end - p));
+		if (!name)
+			diag_add(d, m->file, v->line, "monitor", v->key, "out of memory");
+		else if (monitor_name_check(name, err, sizeof(err)) < 0)
+			diag_add(d, m->file, v->line, "monitor", v->key, "%s", err);
+		else if (strv_push(any ? &m->after_any : &m->after,
+				   any ? &m->n_after_any : &m->n_after, name) < 0)
+			diag_add(d, m->file, v->line, "monitor", v->key, "out of memory");
+		else
+			name = NULL;
+		free(name);
+		if (!*end)
+			return;
+	}
+}
+
 static const struct {
 	const char *key;
 	size_t offset;
@@ -524,6 +572,10 @@ static int monitor_check_value(const struct vigil_value *v, char *err, size_t er
 		return config_fail(err, errlen, -EINVAL, "\"%s\": use wait, kill or leave", v->text);
 	if (!strcmp(v->key, "environment"))
 		return environment_entry_check(v->text, err, errlen);
+	if (!strcmp(v->key, "schedule")) {
+		struct cron c;
+		return cron_parse(&c, v->text, err, errlen);
+	}
 	if (!strcmp(v->key, "success")) {
 		r = success_expr_parse(v->text, &e, err, errlen);
 		success_expr_free(e);
@@ -578,6 +630,10 @@ static void monitor_apply(struct monitor_config *m, const struct vigil_value *v,
 		monitor_add_notify(m, v, d);
 	else if (!strcmp(v->key, "environment"))
 		monitor_add_environment(m, v, d);
+	else if (!strcmp(v->key, "after") || !strcmp(v->key, "after_any"))
+		monitor_add_after(m, v, d);
+	else if (!strcmp(v->key, "schedule"))
+		monitor_set_schedule(m, v, d);
 	else if (!strncmp(v->key, "expected", 8) || !strcmp(v->key, "min_duration"))
 		monitor_apply_learned(m, v);
 }
@@ -633,6 +689,32 @@ static char *name_from_file(const char *file)
 	return strndup(base, len);
 }
 
+static const struct vigil_value *value_of(const struct vigil_value *v, size_t n,
+					  const char *key)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(v[i].key, key))
+			return &v[i];
+	return NULL;
+}
+
+/* Keys that exclude or need each other. */
+static void monitor_check_pairs(struct monitor_config *m, const struct vigil_value *v,
+				size_t n, int allow_no_target, struct diag *d)
+{
+	const struct vigil_value *sched = value_of(v, n, "schedule");
+	const struct vigil_value *after = value_of(v, n, "after");
+
+	if (sched && value_of(v, n, "every"))
+		diag_add(d, m->file, sched->line, "monitor", "schedule",
+			 "set every or schedule, not both");
+	if (!after)
+		after = value_of(v, n, "after_any");
+	if (after && !m->command && !allow_no_target)
+		diag_add(d, m->file, after->line, "monitor", after->key,
+			 "only a command vigil starts can wait for other jobs (set command)");
+}
+
 static void monitor_fill(const struct raw_section *s, int allow_no_target,
 			 struct monitor_config *m, struct diag *d)
 {
@@ -646,6 +728,7 @@ static void monitor_fill(const struct raw_section *s, int allow_no_target,
 	for (size_t i = 0; i < n; i++)
 		monitor_apply(m, &v[i], d);
 	monitor_check_targets(m, v, n, allow_no_target, d);
+	monitor_check_pairs(m, v, n, allow_no_target, d);
 	config_values_free(v, n);
 	if (m->name || !strcmp(m->file, COMMAND_LINE_FILE))
 		return;
@@ -713,6 +796,9 @@ void monitor_config_free(struct monitor_config *m)
 	free(m->before_retry);
 	free(m->on_failure);
 	strv_free(m->notify, m->n_notify);
+	free(m->schedule);
+	strv_free(m->after, m->n_after);
+	strv_free(m->after_any, m->n_after_any);
 	for (size_t i = 0; i < m->n_detectors; i++)
 		raw_section_clear(&m->detectors[i]);
 	free(m->detectors);

@@ -13,7 +13,7 @@
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 src=$(cd "$here/../.." && pwd)
-all_targets=(ini success_expr event_json spool control log log_lines notify_templates)
+all_targets=(ini success_expr event_json spool control log log_lines notify_templates cron)
 seconds=${1:-30}
 [ $# -gt 0 ] && shift
 targets=("$@")
@@ -31,6 +31,7 @@ max_len() {
 	case $1 in
 	log) echo 4096;;
 	log_lines) echo 4096;;
+	cron) echo 512;;
 	control|notify_templates) echo 16384;;
 	*) echo 65536;;
 	esac

@@ -96,9 +96,8 @@ def event_time(e):
     return t.replace(tzinfo=datetime.timezone.utc).timestamp()
 
 
-class TestMissedRuns(vt.VigilTestCase):
-    """every = 2s, grace = 1s on a pid_file monitor of the agent: `missed` when
-    no run starts, at most once per period, and a run re-arms it."""
+class AgentEvents:
+    """An agent of the test's own, and the events of its monitor `nightly`."""
 
     def setUp(self):
         super().setUp()
@@ -112,6 +111,11 @@ class TestMissedRuns(vt.VigilTestCase):
     def wait_events(self, agent, kind, n, what):
         return vt.wait_until(lambda: self.events(agent, kind)[n - 1:] and
                              self.events(agent, kind), 30, what=what)
+
+
+class TestMissedRuns(AgentEvents, vt.VigilTestCase):
+    """every = 2s, grace = 1s on a pid_file monitor of the agent: `missed` when
+    no run starts, at most once per period, and a run re-arms it."""
 
     def test_missed_then_resolved_by_a_run(self):
         pidfile = self.path("nightly.pid")
@@ -130,6 +134,51 @@ class TestMissedRuns(vt.VigilTestCase):
         later = self.wait_events(a, "missed", n_before + 1, "the missed after the run")
         # The run re-armed it: nothing missed within every + grace of its start.
         self.assertGreaterEqual(event_time(later[n_before]) - event_time(attached), 2.9)
+
+
+def due_time(e):
+    """The scheduled time of a schedule's `missed` event (local time, with
+    its UTC offset)."""
+    return datetime.datetime.strptime(e["due"], "%Y-%m-%dT%H:%M:%S%z").timestamp()
+
+
+class TestScheduledRuns(AgentEvents, vt.VigilTestCase):
+    """schedule = "*/2 * * * * *" (every even second; six fields, seconds
+    first), grace = 1s: a `missed` event per scheduled time with no run, never
+    before the time + grace; a run covers its time."""
+
+    def test_missed_per_scheduled_time(self):
+        pidfile = self.path("nightly.pid")
+        with open(os.path.join(self.conf, "nightly.ini"), "w") as f:
+            f.write("[monitor]\npid_file = %s\nschedule = */2 * * * * *\ngrace = 1s\n"
+                    % pidfile)
+        a = self.start_agent()
+        missed = self.wait_events(a, "missed", 2, "two missed events")
+        for e in missed[:2]:
+            self.assertEqual((e["schedule"], e["grace"]), ("*/2 * * * * *", 1), e)
+            self.assertEqual(due_time(e) % 2, 0, e)
+            self.assertGreaterEqual(event_time(e), due_time(e) + 1 - 0.01, e)
+        # One per scheduled time, in order, none skipped.
+        self.assertEqual(due_time(missed[1]) - due_time(missed[0]), 2, missed[:2])
+        self.detached("echo $$ > %s; sleep 1" % pidfile)
+        attached = self.wait_events(a, "attached", 1, "the run")[0]
+        n_before = len([e for e in self.events(a, "missed")
+                        if event_time(e) <= event_time(attached)])
+        later = self.wait_events(a, "missed", n_before + 1, "a missed after the run")
+        # The run covered the time it started at (within the grace): the next
+        # missed one is a later time.
+        self.assertGreater(due_time(later[n_before]), event_time(attached) - 1, later)
+
+    def test_bad_schedules_are_refused_with_file_line_key(self):
+        bad = self.write("bad.ini", "[monitor]\npid_file = /run/x.pid\n"
+                         "schedule = 61 * * * *\n")
+        both = self.write("both.ini", "[monitor]\npid_file = /run/x.pid\nevery = 1h\n"
+                          "schedule = @daily\n")
+        r = self.vigil("check", bad, both)
+        self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+        self.assertIn("%s:3: [monitor] schedule: minute: \"61\"" % bad, r.stderr)
+        self.assertIn("%s:4: [monitor] schedule: set every or schedule, not both" % both,
+                      r.stderr)
 
 
 if __name__ == "__main__":

@@ -814,8 +814,8 @@ static void test_monitor_errors(void **state)
 		     "30s, 15m, 2h, 1h30m)",
 		     "job.ini:11: [monitor] colour: unknown key (known: name, pid, pid_file, "
 		     "match, command, log, user, group, working_directory, environment, "
-		     "expected, expected_margin, min_duration, every, grace, "
-		     "timeout, on_timeout, kill_grace, "
+		     "expected, expected_margin, min_duration, every, grace, schedule, after, "
+		     "after_any, timeout, on_timeout, kill_grace, "
 		     "descendants, success, notify, retry, retry_delay, retry_command, before_retry, "
 		     "on_failure, hook_timeout, deliver_timeout, match_window)");
 	diag_free(&d);
@@ -872,7 +872,7 @@ static void test_monitor_options_table(void **state)
 
 	for (const struct vigil_option *o = config_monitor_options; o->key; o++, n++)
 		assert_non_null(o->help);
-	assert_int_equal(n, 29);
+	assert_int_equal(n, 32);
 }
 
 /* -------------------------------------------------------------------- agent */
