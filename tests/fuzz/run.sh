@@ -56,7 +56,7 @@ stats() {
 	local execs=0 cov=0 n c
 	for log in "$@"; do
 		n=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
-		c=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
+		c=$(grep -ao 'cov: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
 		execs=$((execs + ${n:-0}))
 		[ "${c:-0}" -gt "$cov" ] && cov=$c
 	done
@@ -65,7 +65,7 @@ stats() {
 
 run_target() {
 	local t=$1 exe="$build/tests/fuzz/fuzz_$1" corpus="$cache/$1" art="$cache/artifacts/$1/"
-	local logs=() pids=() before after rc=0
+	local logs=() pids=() before after rc=0 logdir
 	if [ ! -x "$exe" ]; then
 		echo "fuzz $t: not built ($exe)"
 		return 2
@@ -73,8 +73,11 @@ run_target() {
 	mkdir -p "$corpus" "$art" || return 2
 	cp -n "$here/corpus/$t/"* "$corpus/" 2>/dev/null
 	before=$(ls "$art" | wc -l)
+	# each run's own logs: runs that share the cache must not write into
+	# each other's (a CI smoke step while a long run goes on)
+	logdir=$(mktemp -d "$cache/artifacts/$t.log.XXXXXX") || return 2
 	for j in $(seq 1 "$jobs"); do
-		logs+=("$cache/artifacts/$t.$j.log")
+		logs+=("$logdir/$j.log")
 		"$exe" -max_total_time="$seconds" -max_len="$(max_len "$t")" -timeout=25 \
 			-rss_limit_mb=3072 -print_final_stats=1 -artifact_prefix="$art" \
 			"$corpus" >"${logs[-1]}" 2>&1 &
@@ -90,6 +93,7 @@ run_target() {
 		echo "  see ${logs[*]} and $art" >&2
 		return 1
 	fi
+	rm -rf "$logdir"
 }
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
