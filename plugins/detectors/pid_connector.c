@@ -52,11 +52,11 @@
  * (peak memory, CPU time: the kernel keeps no totals to read after they
  * exit), each about every PID_SAMPLE_MS, from one timer ticking every
  * PID_SAMPLE_TICK_MS that samples at most PID_SAMPLE_PER_TICK of them: past
- * 250 processes each is sampled less often, so that ten thousand cost what
- * 250 do (the last interval's growth is what a report can miss). */
+ * 100 processes each is sampled less often, so that ten thousand cost what
+ * 100 do (the last interval's growth is what a report can miss). */
 #define PID_SAMPLE_MS 5000
 #define PID_SAMPLE_TICK_MS 1000
-#define PID_SAMPLE_PER_TICK 50
+#define PID_SAMPLE_PER_TICK 20
 /* Up to this many watched processes, the socket filter compares each exit's
  * PID with theirs; above, every exit passes and the pid table decides. */
 #define PID_BPF_MAX_PIDS 64

@@ -6,7 +6,9 @@ the agent watches them as foreign processes) and N monitor files `pid = PID`
 in a conf.d. Measured:
   start-up   agent start -> "loaded:" logged, and -> N "attached" events
   RSS        VmRSS (and VmHWM) of the agent once every monitor is attached
-  idle CPU   utime+stime of the agent over IDLE_S seconds, as % of one CPU
+  idle CPU   utime+stime of the agent over IDLE_S seconds, as % of one CPU,
+             from SETTLE seconds after the last attach (the start-up's
+             run records are written within a second of each attach)
   mass exit  SIGTERM to the whole group at once: "exited" events counted, each
              checked for a known exit status (signal SIGTERM), the last one's
              timestamp against the kill
@@ -154,6 +156,8 @@ def main():
     ap.add_argument("--vigil", required=True)
     ap.add_argument("--n", type=int, default=10000)
     ap.add_argument("--idle", type=float, default=10.0)
+    ap.add_argument("--settle", type=float, default=3.0,
+                    help="seconds after every monitor attached before the idle window")
     ap.add_argument("--no-baseline", action="store_true")
     ap.add_argument("--baseline-n", type=int, default=0,
                     help="tails for only the first K PIDs, RSS scaled to N (tail --pid "
@@ -205,6 +209,9 @@ def main():
         results["agent_hwm_mb"] = rss_kb(agent.pid, "VmHWM") / 1024
         results["agent_fds"] = len(os.listdir("/proc/%d/fd" % agent.pid))
         hz = os.sysconf("SC_CLK_TCK")
+        # the start-up's tail first: each attach's run record is written
+        # within a second, not in the turn that attached it
+        time.sleep(args.settle)
         c0, w0, f0 = cpu_ns(agent.pid), time.monotonic(), forks_total()
         time.sleep(args.idle)
         c1, w1, f1 = cpu_ns(agent.pid), time.monotonic(), forks_total()
