@@ -74,6 +74,7 @@ void agent_entry_free(struct entry *en)
 	if (!en)
 		return;
 	agent_missed_cancel(en);
+	agent_after_cancel(en);
 	monitor_free(en->m);
 	monitor_config_free(&en->mc);
 	raw_ini_free(&en->ini);
@@ -178,20 +179,41 @@ fail:
 	return NULL;
 }
 
-static struct entry *find_file(struct entry **v, size_t n, const char *file)
+struct entry *agent_entry_named(struct agent *a, const char *name)
 {
-	for (size_t i = 0; i < n; i++)
-		if (v[i] && strcmp(v[i]->file, file) == 0)
-			return v[i];
-	return NULL;
+	return str_index_get(&a->by_name, name);
 }
 
-struct entry *agent_find_name(struct entry **v, size_t n, const char *name)
+/* A new set of entries, indexed as it grows: by name (two monitors may not
+ * share one) and by file (what a reload compares with). */
+struct entry_set {
+	struct entry **v;
+	size_t n;
+	struct str_index by_name, by_file;
+};
+
+static int entry_set_init(struct entry_set *s, size_t cap)
 {
-	for (size_t i = 0; i < n; i++)
-		if (v[i] && v[i]->m && strcmp(monitor_name(v[i]->m), name) == 0)
-			return v[i];
-	return NULL;
+	memset(s, 0, sizeof(*s));
+	s->v = calloc(cap ? cap : 1, sizeof(*s->v));
+	if (!s->v || str_index_init(&s->by_name, cap) || str_index_init(&s->by_file, cap))
+		return -ENOMEM;
+	return 0;
+}
+
+/* The caps are the files listed: the index always has room. */
+static void entry_set_push(struct entry_set *s, struct entry *en)
+{
+	s->v[s->n++] = en;
+	str_index_put(&s->by_name, monitor_name(en->m), en);
+	str_index_put(&s->by_file, en->file, en);
+}
+
+static void entry_set_free(struct entry_set *s)
+{
+	free(s->v);
+	str_index_free(&s->by_name);
+	str_index_free(&s->by_file);
 }
 
 /* The uid a watched process runs as, or -1 when none is attached. */
@@ -377,9 +399,12 @@ char **agent_list_conf(const char *dir, size_t *n, struct diag *d)
 	return v;
 }
 
+enum seed { SEED_SKIP, SEED_NEW, SEED_ADOPTED };
+
 /* Continue the run numbers of the record a previous life left; a process that
- * is still the same one is still the same run. */
-static bool entry_seed(struct agent *a, struct entry *en)
+ * is still the same one is still the same run, and so is one that waited for
+ * other jobs and never started (after =). */
+static enum seed entry_seed(struct agent *a, struct entry *en)
 {
 	struct run_record r;
 	uint64_t seed;
@@ -389,33 +414,48 @@ static bool entry_seed(struct agent *a, struct entry *en)
 		seed = state_last_run(a->state_dir, monitor_name(en->m));
 		if (seed)
 			monitor_seed_run(en->m, seed);
-		return true;
+		return SEED_NEW;
 	}
 	seed = r.run;
 	if ((strcmp(r.state, "running") == 0 || strcmp(r.state, "stopped") == 0) && r.pid > 0 &&
 	    proc_is_same(r.pid, r.start_time)) {
-		seed = r.run - 1;
-		if (en->mc.command) /* started by an earlier life of the agent */
-			monitor_adopt(en->m, r.pid, r.start_time);
-	} else if (en->mc.pid && r.pid == en->mc.pid && strcmp(r.state, "finished") == 0) {
+		monitor_seed_run(en->m, r.run - 1);
+		if (!en->mc.command)
+			return SEED_NEW;
+		monitor_adopt(en->m, r.pid, r.start_time); /* started by an earlier life */
+		return SEED_ADOPTED;
+	}
+	if (en->mc.pid && r.pid == en->mc.pid && strcmp(r.state, "finished") == 0) {
 		log_msg(LOG_LVL_INFO, monitor_name(en->m), "pid %d ended in run %llu already",
 			(int)r.pid, (unsigned long long)r.run);
-		return false;
+		return SEED_SKIP;
 	}
+	if (strcmp(r.state, "waiting") == 0 && agent_after_wanted(en))
+		seed = r.run - 1;
 	monitor_seed_run(en->m, seed);
-	return true;
+	return SEED_NEW;
 }
 
-static void entry_start(struct agent *a, struct entry *en)
+void agent_entry_run(struct agent *a, struct entry *en)
 {
 	char err[512] = "";
 
-	if (!entry_seed(a, en))
-		return;
 	if (monitor_start(en->m, err, sizeof(err)) != 0)
 		log_msg(LOG_LVL_ERR, monitor_name(en->m), "%s: cannot start: %s", en->file, err);
 	/* After the start: a process found at once has its run in the record. */
 	agent_missed_arm(a, en, -1);
+}
+
+/* A run that waits for others (after =) begins waiting; one adopted from an
+ * earlier life has begun already. */
+static void entry_start(struct agent *a, struct entry *en)
+{
+	enum seed seed = entry_seed(a, en);
+
+	if (seed == SEED_NEW && agent_after_wanted(en))
+		agent_after_begin(a, en);
+	else if (seed != SEED_SKIP)
+		agent_entry_run(a, en);
 }
 
 struct reload_stats {
@@ -423,25 +463,29 @@ struct reload_stats {
 };
 
 /* Build the next set: unchanged entries are reused, the others built. */
-static struct entry **build_next(struct agent *a, size_t *n_next, struct reload_stats *st,
-				 struct diag *d)
+static int build_next(struct agent *a, struct entry_set *next, struct reload_stats *st,
+		      struct diag *d)
 {
-	size_t nf, k = 0;
+	size_t nf;
 	char **files = agent_list_conf(a->conf_dir, &nf, d);
-	struct entry **next = calloc(nf ? nf : 1, sizeof(*next));
+	struct str_index old_files = {0};
+	int rc = entry_set_init(next, nf) || str_index_init(&old_files, a->n) ? -ENOMEM : 0;
 
-	for (size_t i = 0; next && i < nf; i++) {
-		struct entry *old = find_file(a->v, a->n, files[i]), *en;
+	for (size_t i = 0; rc == 0 && i < a->n; i++)
+		str_index_put(&old_files, a->v[i]->file, a->v[i]);
+	for (size_t i = 0; rc == 0 && i < nf; i++) {
+		struct entry *old = str_index_get(&old_files, files[i]), *en;
 		size_t errors = d->errors;
 		uid_t uid = 0;
 		char *text = agent_read_text(files[i], &uid, d);
 		char *key = NULL;
+		struct entry *dup;
 
 		if (text && asprintf(&key, "%s\n\035%s", text, a->defaults_key) < 0)
 			key = NULL;
 		if (old && key && strcmp(old->key, key) == 0) {
 			old->keep = true;
-			next[k++] = old;
+			entry_set_push(next, old);
 			st->unchanged++;
 		} else if (!text || !(en = agent_entry_build(a, a->engine, files[i], text, uid, d))) {
 			st->failed++;
@@ -449,16 +493,15 @@ static struct entry **build_next(struct agent *a, size_t *n_next, struct reload_
 				log_msg(LOG_LVL_WARN, monitor_name(old->m),
 					"%s is broken: the previous version keeps running", old->file);
 				old->keep = true;
-				next[k++] = old;
+				entry_set_push(next, old);
 			}
-		} else if (agent_find_name(next, k, monitor_name(en->m))) {
+		} else if ((dup = str_index_get(&next->by_name, monitor_name(en->m)))) {
 			diag_add(d, files[i], en->mc.line, "monitor", "name",
-				 "\"%s\" is already the name of %s", monitor_name(en->m),
-				 agent_find_name(next, k, monitor_name(en->m))->file);
+				 "\"%s\" is already the name of %s", monitor_name(en->m), dup->file);
 			agent_entry_free(en);
 			st->failed++;
 		} else {
-			next[k++] = en;
+			entry_set_push(next, en);
 			*(old ? &st->changed : &st->added) += 1;
 		}
 		(void)errors;
@@ -466,31 +509,32 @@ static struct entry **build_next(struct agent *a, size_t *n_next, struct reload_
 		free(text);
 		free(files[i]);
 	}
+	for (size_t i = 0; i < nf; i++)
+		if (rc != 0)
+			free(files[i]); /* out of memory before the loop reached them */
 	free(files);
-	*n_next = k;
-	return next;
-}
-
-static bool in_set(struct entry **v, size_t n, const struct entry *en)
-{
-	for (size_t i = 0; i < n; i++)
-		if (v[i] == en)
-			return true;
-	return false;
+	str_index_free(&old_files);
+	return rc;
 }
 
 /* Stop what goes away (removed, or replaced by a changed version), then start
  * what is new. */
-static void apply_next(struct agent *a, bool first, struct entry **next, size_t n_next,
+static void apply_next(struct agent *a, bool first, struct entry_set *next,
 		       struct reload_stats *st, struct buf *out)
 {
+	struct entry **v = next->v;
+	size_t n_next = next->n;
+
+	/* its keys are the names of entries about to be freed */
+	str_index_free(&a->by_name);
 	for (size_t i = 0; i < a->n; i++) {
 		struct entry *old = a->v[i];
 		const char *name = monitor_name(old->m);
 
-		if (in_set(next, n_next, old))
+		if (old->keep) /* in the next set too */
 			continue;
-		if (!find_file(next, n_next, old->file) && !agent_find_name(next, n_next, name)) {
+		if (!str_index_get(&next->by_file, old->file) &&
+		    !str_index_get(&next->by_name, name)) {
 			st->removed++;
 			buf_printf(out, "removed %s (%s)\n", name, old->file);
 			log_msg(LOG_LVL_INFO, name, "removed (%s)", old->file);
@@ -500,12 +544,16 @@ static void apply_next(struct agent *a, bool first, struct entry **next, size_t 
 		agent_entry_free(old);
 	}
 	/* The new set is the agent's before any monitor starts: a start that
-	 * records at once (record_made -> agent_find_name) must not see freed entries. */
+	 * records at once (record_made -> agent_entry_named) must not see freed
+	 * entries. */
 	free(a->v);
-	a->v = next;
+	a->v = v;
 	a->n = n_next;
+	a->by_name = next->by_name;
+	next->v = NULL;
+	next->by_name = (struct str_index){0};
 	for (size_t i = 0; i < n_next; i++) {
-		struct entry *en = next[i];
+		struct entry *en = v[i];
 
 		if (en->keep) {
 			en->keep = false;
@@ -517,6 +565,10 @@ static void apply_next(struct agent *a, bool first, struct entry **next, size_t 
 			en->file);
 		entry_start(a, en);
 	}
+	/* Every new monitor has started (or begun waiting): what one waits for
+	 * has its current run now, even when it was loaded after it. */
+	for (size_t i = 0; i < n_next; i++)
+		agent_after_follow(v[i]);
 }
 
 /* vigil.ini: new defaults and notifiers; folders only at start. False when it
@@ -553,8 +605,7 @@ void agent_reload(struct agent *a, bool first, struct buf *out)
 	struct reload_stats st = {0};
 	struct diag d = {0};
 	struct buf changes = BUF_INIT;
-	struct entry **next;
-	size_t n_next;
+	struct entry_set next;
 
 	if (!first) {
 		sd_notify_reloading();
@@ -562,9 +613,11 @@ void agent_reload(struct agent *a, bool first, struct buf *out)
 		if (!reload_agent_ini(a, false, &d, &st.failed))
 			st.failed++;
 	}
-	next = build_next(a, &n_next, &st, &d);
-	if (next)
-		apply_next(a, first, next, n_next, &st, &changes);
+	if (build_next(a, &next, &st, &d) == 0)
+		apply_next(a, first, &next, &st, &changes);
+	else
+		log_warnx("out of memory: the monitors stay as they were");
+	entry_set_free(&next);
 	for (size_t i = 0; i < d.n; i++)
 		log_msg(LOG_LVL_ERR, NULL, "%s", d.lines[i]);
 	log_info("%s: %zu added, %zu changed, %zu removed, %zu unchanged, %zu broken",
@@ -615,7 +668,7 @@ static void record_made(void *data, struct monitor *m, const struct vigil_record
 
 	/* A run began: the next one is due every_ms after this one's start. */
 	if (rec->event && strcmp(rec->event->kind, VIGIL_EV_ATTACHED) == 0 &&
-	    (en = agent_find_name(a->v, a->n, monitor_name(m))) && en->m == m)
+	    (en = agent_entry_named(a, monitor_name(m))) && en->m == m)
 		agent_missed_arm(a, en, rec->time_ms);
 	agent_metrics_changed(a);
 }
@@ -675,6 +728,7 @@ static int agent_open(struct agent *a)
 
 void agent_close(struct agent *a)
 {
+	str_index_free(&a->by_name); /* before the names it borrows go */
 	for (size_t i = 0; i < a->n; i++)
 		agent_entry_free(a->v[i]);
 	free(a->v);
@@ -749,6 +803,8 @@ int agent_main(const struct agent_args *args)
 		agent_metrics_write(&a); /* what the last life left, before anything changes */
 		if (loop_run(a.loop) != 0)
 			rc = 1;
+		for (size_t i = 0; i < a.n; i++)
+			agent_after_cancel(a.v[i]); /* nothing starts while we drain */
 		sd_notify_send("STOPPING=1");
 		log_info("stopping (%s)", a.stop_signal ? sigabbrev_np(a.stop_signal) : "loop ended");
 		drain(&a);

@@ -55,13 +55,20 @@ static void agent_ctl_stop(void *ctx, const struct control_peer *p, const char *
 			   struct buf *out)
 {
 	struct agent *a = ctx;
-	struct entry *en = agent_find_name(a->v, a->n, name);
+	struct entry *en = agent_entry_named(a, name);
 	const struct vigil_target *t;
 	long long uid;
 
 	/* A monitor the peer may not see does not exist for it. */
 	if (!en || !visible(en, p)) {
 		buf_printf(out, "error: no monitor named \"%s\"\n", name);
+		return;
+	}
+	if (agent_after_stop(en)) { /* waiting for other jobs: no process yet */
+		log_msg(LOG_LVL_INFO, name, "stopped while waiting (asked by uid %u, pid %d)",
+			(unsigned)p->uid, (int)p->pid);
+		buf_printf(out, "ok pid=0 start_time=0 run=%llu signal=none\n",
+			   (unsigned long long)monitor_run_number(en->m));
 		return;
 	}
 	uid = agent_process_uid(en);

@@ -3,6 +3,7 @@
  *   agent.c          entries, vigil.ini, conf.d reload, sd_notify, lifecycle
  *   agent_ctl.c      the answers to control-socket requests
  *   agent_missed.c   missed runs (every = or schedule =, + grace)
+ *   agent_after.c    after = / after_any =: a run that waits for other runs
  *   agent_metrics.c  metrics_textfile and metrics_listen
  *   agent_adopt.c    spools left by other processes
  *   agent_check.c    `vigil check` */
@@ -15,6 +16,7 @@
 #include <sys/types.h>
 
 #include "base/buf.h"
+#include "base/str_index.h"
 #include "engine/engine.h"
 
 struct entry {
@@ -28,6 +30,7 @@ struct entry {
 	struct loop *loop;     /* set while a missed-run timer may run */
 	int64_t missed_timer;  /* every = : when the next run is due (0: none) */
 	time_t missed_slot;    /* schedule = : the scheduled time it waits for */
+	struct entry_after *after; /* after = : the wait before the run (NULL: none, over) */
 };
 
 struct agent {
@@ -50,6 +53,7 @@ struct agent {
 	size_t n_notifier_keys;
 	struct entry **v;
 	size_t n;
+	struct str_index by_name; /* v by monitor name */
 	int stop_signal;
 	int64_t metrics_timer;     /* a textfile write is due */
 	bool metrics_warned;       /* the textfile failed: said once until it works */
@@ -69,7 +73,10 @@ bool agent_nul_refused(const char *file, const char *text, size_t len, struct di
 char *agent_read_text(const char *path, uid_t *uid, struct diag *d);
 struct entry *agent_entry_build(struct agent *a, struct engine *e, const char *file,
 				const char *text, uid_t uid, struct diag *d);
-struct entry *agent_find_name(struct entry **v, size_t n, const char *name);
+/* The running monitor of that name, or NULL (an index: thousands of them). */
+struct entry *agent_entry_named(struct agent *a, const char *name);
+/* Start the entry's monitor (its run begins), as at load. */
+void agent_entry_run(struct agent *a, struct entry *en);
 long long agent_process_uid(struct entry *en);
 
 /* agent.c: vigil.ini and conf.d, also read by `vigil check`. */
@@ -89,6 +96,18 @@ extern const struct control_handlers agent_ctl_handlers;
 /* agent_missed.c: last_start_ms < 0 reads the last start from the record. */
 void agent_missed_arm(struct agent *a, struct entry *en, int64_t last_start_ms);
 void agent_missed_cancel(struct entry *en);
+
+/* agent_after.c: a `command =` with after = / after_any = does not start at
+ * load: begin (a `waiting` event) when it would start, follow once the whole
+ * new set has started (a predecessor loaded after it has its run by then);
+ * the command starts (agent_entry_run) or the run ends failed when they end. */
+bool agent_after_wanted(const struct entry *en);
+void agent_after_begin(struct agent *a, struct entry *en);
+void agent_after_follow(struct entry *en);
+/* vigil stop while waiting: the run ends failed, never started. false: not waiting. */
+bool agent_after_stop(struct entry *en);
+/* Forget the wait (reload, stop, free): no fd or timer stays. */
+void agent_after_cancel(struct entry *en);
 
 /* agent_metrics.c */
 void agent_metrics_write(struct agent *a);

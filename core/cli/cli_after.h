@@ -1,45 +1,44 @@
-/* vigil run --after NAME / --after-any NAME: the job waits for the named jobs'
- * current runs (cli_after.c). */
+/* vigil run --after NAME / --after-any NAME, and after = / after_any = of -c
+ * FILE: the job waits for the named jobs' current runs. The flags, the
+ * messages and the session are here (cli_after.c); the waiting itself is the
+ * engine's (engine/after.c). */
 #ifndef VIGIL_CLI_AFTER_H
 #define VIGIL_CLI_AFTER_H
 
 #include <stdbool.h>
-#include <stdint.h>
 
 #include "cli_session.h"
-#include "base/state.h"
+#include "engine/after.h"
 
-struct after_pred {
-	char name[256];
-	const char *dir;      /* the state folder that holds it */
-	bool any;             /* --after-any: whatever the outcome */
-	struct run_record at; /* its record when vigil run was called */
-	bool ended;
-	char verdict[160];    /* "failed (exit 3)" once ended */
-	bool ok;              /* ended as it must for us to start */
-	int owner_fd;         /* pidfd of its record's writer, -1: none */
+struct after_flag {
+	const char *name; /* in argv */
+	bool any;         /* --after-any */
 };
 
-struct after_set {
-	struct after_pred *v;
-	size_t n;
-	int64_t since_ms;     /* wall clock at the check: its run ends after this */
-	int ino_fd;
-	struct session *s;
+struct cli_after {
+	struct after_flag *flags;
+	size_t n_flags;
+	struct after_set set; /* the file's, then the flags' (after cli_after_check) */
+	struct session *s;    /* the supervisor's, once cli_after_begin ran */
+	bool over, ok;        /* the engine's verdict, once the wait is over */
+	char why[1024];       /* why the run ends without its command */
 };
 
 /* Take --after NAME and --after-any NAME (also NAME=VALUE forms) out of argv
- * (before `--`), into set. 0, or EXIT_USAGE with the reason printed. */
-int after_take_flags(struct after_set *set, int *argc, char **argv);
-/* Each predecessor must exist, not be self, and have a current (or just
+ * (before `--`), into ca. 0, or EXIT_USAGE with the reason printed. */
+int cli_after_take_flags(struct cli_after *ca, int *argc, char **argv);
+/* The file's after / after_any (mc) and the flags, each in the state folder
+ * that holds it. Each must exist, not be self, and have a current (or just
  * finished) run: else EXIT_USAGE with the reason printed. */
-int after_check(struct after_set *set, const char *self);
-/* In the supervisor, before the command starts: a `waiting` event, then the
- * loop until every predecessor has ended. true: start the command; false: the
- * run has ended failed (a predecessor failed, or the wait was interrupted). */
-bool after_wait(struct after_set *set, struct session *s);
-/* "A, B" into buf. */
-const char *after_names(const struct after_set *set, char *buf, size_t len);
-void after_free(struct after_set *set);
+int cli_after_check(struct cli_after *ca, const struct monitor_config *mc, const char *self);
+/* In the supervisor, before the command starts: follow the predecessors and,
+ * unless all have ended already, a `waiting` event (in the record when this
+ * returns: vigil status shows it as soon as vigil run has returned). */
+void cli_after_begin(struct cli_after *ca, struct session *s);
+/* Then the loop until every predecessor has ended. true: start the command;
+ * false: the run has ended failed (a predecessor failed, or the wait was
+ * interrupted). */
+bool cli_after_wait(struct cli_after *ca);
+void cli_after_free(struct cli_after *ca);
 
 #endif

@@ -44,6 +44,7 @@ static const char usage[] =
 	"AFTER       --after NAME (repeatable): start once job NAME's current run has ended,\n"
 	"            only if it succeeded (else this run ends failed, never started);\n"
 	"            --after-any NAME: start once it has ended, whatever the outcome\n"
+	"            (they add to after = and after_any = of -c FILE)\n"
 	"OTHER       -c FILE (a monitor .ini; flags win)  --deliver-timeout DUR\n"
 	"            --state-dir DIR  --plugin-dir DIR\n"
 	"DUR         30s, 15m, 2h, 1h30m, 7d    SIZE  5G, 512M, 10%\n"
@@ -194,23 +195,25 @@ static void job_started(struct session *s, const char *err, void *arg)
 	close(si->ready_fd);
 }
 
-/* --after: the foreground need not wait for the predecessors; true: the
- * command may start (else the run has ended, failed, without it). */
-static bool wait_predecessors(struct session *s, struct after_set *after,
+/* --after: the foreground need not wait for the predecessors (it returns
+ * once the record says waiting); true: the command may start (else the run
+ * has ended, failed, without it). */
+static bool wait_predecessors(struct session *s, struct cli_after *after,
 			      struct started_info *si)
 {
 	char names[600];
 
-	if (after->n == 0)
+	if (after->set.n == 0)
 		return true;
-	dprintf(si->ready_fd, "W %s\n", after_names(after, names, sizeof(names)));
+	cli_after_begin(after, s);
+	dprintf(si->ready_fd, "W %s\n", after_names(&after->set, names, sizeof(names)));
 	close(si->ready_fd);
 	si->ready_fd = -1;
-	return after_wait(after, s);
+	return cli_after_wait(after);
 }
 
 /* In the supervisor: detach, run the monitor, report readiness through fd. */
-static int supervise(struct cli_job *job, struct after_set *after, const char *state_dir,
+static int supervise(struct cli_job *job, struct cli_after *after, const char *state_dir,
 		     const char *log, const char *pid_file, int ready_fd)
 {
 	struct session s;
@@ -284,14 +287,14 @@ static int report_started(struct cli_job *job, int ready_fd, const char *log,
 int cli_run(int argc, char **argv)
 {
 	struct cli_job job;
-	struct after_set after;
+	struct cli_after after;
 	char log[PATH_MAX], pid_file[PATH_MAX];
 	const char *state_dir;
-	int pipefd[2], rc = after_take_flags(&after, &argc, argv);
+	int pipefd[2], rc = cli_after_take_flags(&after, &argc, argv);
 	pid_t pid;
 
 	if (rc) {
-		after_free(&after);
+		cli_after_free(&after);
 		return rc;
 	}
 	rc = cli_job_parse(&job, argc, argv, true, usage);
@@ -304,7 +307,8 @@ int cli_run(int argc, char **argv)
 	}
 	if ((rc = fill_job(&job, log, sizeof(log))) ||
 	    (rc = refuse_running_duplicate(state_dir, job.name)) ||
-	    (rc = cli_job_config(&job, true)) || (rc = after_check(&after, job.name)))
+	    (rc = cli_job_config(&job, true)) ||
+	    (rc = cli_after_check(&after, &job.mc, job.name)))
 		goto out;
 	job.mc.command_argv = job.argc ? job.argv : NULL; /* NULL: sh -c the file's command = */
 	if (job.pid_file)
@@ -328,6 +332,6 @@ int cli_run(int argc, char **argv)
 	close(pipefd[0]);
 out:
 	cli_job_free(&job);
-	after_free(&after);
+	cli_after_free(&after);
 	return rc < 0 ? 0 : rc;
 }

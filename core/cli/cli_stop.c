@@ -270,8 +270,12 @@ static int stop_via_agent(const char *dir, const char *name, bool force, int *rc
 	pid = control_reply_num(reply, "pid");
 	run = control_reply_num(reply, "run");
 	free(reply);
-	printf("%s (pid %lld): %s sent by the agent\n", name, pid, force ? "SIGKILL" : "SIGTERM");
-	pidfd = (int)syscall(SYS_pidfd_open, (pid_t)pid, 0);
+	if (pid > 0)
+		printf("%s (pid %lld): %s sent by the agent\n", name, pid,
+		       force ? "SIGKILL" : "SIGTERM");
+	else /* a run that had not started its process (after =) */
+		printf("%s: ended by the agent before its process started\n", name);
+	pidfd = pid > 0 ? (int)syscall(SYS_pidfd_open, (pid_t)pid, 0) : -1;
 	if (pidfd >= 0) {
 		/* The agent follows SIGTERM with SIGKILL after the monitor's grace. */
 		wait_exit(pidfd, 120000);
