@@ -58,7 +58,10 @@ int event_time_parse(const char *s, int64_t *ms)
 	tm.tm_year -= 1900;
 	tm.tm_mon -= 1;
 	*ms = (int64_t)timegm(&tm) * 1000 + msec;
-	return 0;
+	/* 23:59:60 is the next minute: at the end of 9999, a year the encoder
+	 * cannot write (found by fuzzing) */
+	char again[EVENT_TIME_LEN];
+	return event_time_rfc3339(*ms, again, sizeof(again)) == 0 ? 0 : -EINVAL;
 }
 
 /* Event ids are 32 lowercase hex digits; anything else cannot be written back

@@ -7,7 +7,8 @@
  * template, kind, message, monitor, host, then string fields (outcome, signal,
  * line, reason, path, ...) and the rest as log_tail lines.
  * Properties, beyond no crash / leak / sanitizer report: notify() starts each
- * delivery, and each reports exactly one result, a failure (nothing listens). */
+ * delivery, and each reports exactly one result, a failure (nothing listens)
+ * but for the alertmanager preset's "nothing to resolve", which sends nothing. */
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,6 +55,14 @@ static char *part_str(const struct parts *p, size_t i, const char *dflt)
 static bool enough_deliveries(struct fake_host *fh, void *arg)
 {
 	return fake_host_n_deliveries(fh) >= *(size_t *)arg;
+}
+
+/* Delivered, with nothing listening? Only a message that needs no request
+ * may be: the alertmanager preset resolving an alert it never fired. */
+static bool delivered_to_closed_port(const struct fake_delivery *d)
+{
+	return d->result == VIGIL_DELIVERED &&
+	       !(d->token == 1 && d->detail && !strcmp(d->detail, "nothing to resolve"));
 }
 
 struct notifiers {
@@ -115,8 +124,8 @@ static void notify_all(struct fake_host *fh, const struct notifiers *n, const st
 	    fake_host_n_deliveries(fh) != want)
 		abort(); /* a delivery without a result, or with two */
 	for (size_t i = 0; i < want; i++)
-		if (fake_host_delivery(fh, i)->result == VIGIL_DELIVERED)
-			abort(); /* delivered to a closed port? */
+		if (delivered_to_closed_port(fake_host_delivery(fh, i)))
+			abort();
 	buf_free(&json);
 	free(kind);
 	free(msg);

@@ -382,6 +382,9 @@ static void test_decode_refuses_what_it_cannot_write_back(void **state)
 		"\"kind\":\"x\"}",
 		"{\"v\":1,\"id\":\"0190f3a5c2e87d3b9a4c5e6f708192a3\",\"time\":\"2026--2-26T07:42:07.123Z\","
 		"\"kind\":\"x\"}",
+		/* a leap second at the end of 9999: year 10000 once normalised (fuzzing) */
+		"{\"v\":1,\"id\":\"0190f3a5c2e87d3b9a4c5e6f708192a3\",\"time\":\"9999-12-31T23:59:60.999Z\","
+		"\"kind\":\"x\"}",
 		/* invalid UTF-8 in a string */
 		"{\"v\":1,\"id\":\"0190f3a5c2e87d3b9a4c5e6f708192a3\",\"time\":\"2026-11-26T07:42:07.123Z\","
 		"\"kind\":\"x\",\"message\":\"\xff\xfe\"}",
