@@ -2,6 +2,8 @@
  * steps people script around jobs. A hook is a shell command given the event
  * as JSON on stdin (a memfd: whatever its size, writing it never blocks), the
  * job's identity in its environment and the job's log for its output. It runs
+ * as the job does (its user, group, folder and environment): a step of the
+ * job, not of the agent that runs as root. It runs
  * in its own process group beside the loop (a pidfd tells when it ends) and is
  * killed after hook_timeout; its failure goes into the run's reason. */
 #include <errno.h>
@@ -21,6 +23,7 @@
 #include "base/safe_file.h"
 #include "lib/proc.h"
 #include "monitor_internal.h"
+#include "spawn_unit.h"
 
 struct monitor_hook {
 	struct monitor *m;
@@ -58,9 +61,12 @@ static int hook_stdin(const char *json)
 	return fd;
 }
 
-static void hook_child(const struct monitor_hook *h, const char *command, int in_fd, int out_fd)
+static void hook_child(const struct monitor_hook *h, const char *command, int in_fd, int out_fd,
+		       const struct job_identity *id)
 {
+	const char *step = NULL;
 	sigset_t none;
+	int r;
 
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
@@ -71,6 +77,10 @@ static void hook_child(const struct monitor_hook *h, const char *command, int in
 		_exit(127);
 	monitor_child_env(h->m, h->m->run, h->m->attempt);
 	setenv("VIGIL_HOOK", h->what, 1);
+	if ((r = job_identity_apply(id, h->m->mc, &step))) {
+		dprintf(2, "vigil: %s: %s: %s\n", h->what, step ? step : "identity", strerror(-r));
+		_exit(126);
+	}
 	execl("/bin/sh", "sh", "-c", command, (char *)NULL);
 	_exit(127);
 }
@@ -142,7 +152,8 @@ static int64_t hook_timeout_fired(struct loop *loop, int64_t id, void *data)
 }
 
 /* fork, with the pidfd in the loop and the time limit armed; 0 or -errno. */
-static int hook_start(struct monitor_hook *h, const char *command, int in_fd, int out_fd)
+static int hook_start(struct monitor_hook *h, const char *command, int in_fd, int out_fd,
+		      const struct job_identity *id)
 {
 	struct loop *loop = engine_loop(h->m->engine);
 
@@ -150,7 +161,7 @@ static int hook_start(struct monitor_hook *h, const char *command, int in_fd, in
 	if (h->pid < 0)
 		return -errno;
 	if (h->pid == 0)
-		hook_child(h, command, in_fd, out_fd);
+		hook_child(h, command, in_fd, out_fd, id);
 	setpgid(h->pid, h->pid); /* also here: whichever runs first, the group exists */
 	h->pidfd = (int)syscall(SYS_pidfd_open, h->pid, 0);
 	if (h->pidfd < 0 || loop_add_fd(loop, h->pidfd, EPOLLIN, hook_exited, h) != 0) {
@@ -175,16 +186,24 @@ int monitor_hook_run(struct monitor *m, const char *what, const char *command, c
 	struct monitor_hook *h = calloc(1, sizeof(*h));
 	char err[300] = "out of memory", note[360];
 	int in_fd = -1, out_fd = -1, r = -ENOMEM;
+	struct job_identity id = {0};
+	bool have_id = false;
 
-	if (h && (in_fd = hook_stdin(json ? json : "")) < 0)
+	if (h && (r = job_identity_resolve(m->mc, &id, err, sizeof(err))) == 0)
+		have_id = true;
+	if (!have_id)
+		; /* err says why (an unknown user, out of memory) */
+	else if ((in_fd = hook_stdin(json ? json : "")) < 0)
 		snprintf(err, sizeof(err), "memfd: %s", strerror(-(r = in_fd)));
-	else if (h && (out_fd = monitor_open_output(m, err, sizeof(err))) < 0)
+	else if ((out_fd = monitor_open_output(m, err, sizeof(err))) < 0)
 		r = out_fd;
-	else if (h) {
+	else {
 		*h = (struct monitor_hook){.m = m, .what = what, .done = done, .pidfd = -1};
-		if ((r = hook_start(h, command, in_fd, out_fd)) < 0)
+		if ((r = hook_start(h, command, in_fd, out_fd, &id)) < 0)
 			snprintf(err, sizeof(err), "fork: %s", strerror(-r));
 	}
+	if (have_id)
+		job_identity_free(&id);
 	if (in_fd >= 0)
 		close(in_fd);
 	if (out_fd >= 0)

@@ -66,6 +66,23 @@ class JobIdentityTest(vt.VigilTestCase):
         with open(self.log) as f:
             self.assertIn("foo=hello world bar=2", f.read())
 
+    def test_hooks_run_as_the_job(self):
+        # before_retry and on_failure are the job's clean-up steps: the job's
+        # user, group, folder and environment, not the agent's root.
+        ini = self.write("job.ini", "[monitor]\ncommand = exit 3\nlog = %s\nuser = %s\n"
+                         "working_directory = %s\nenvironment = FOO=bar\nretry = 1\n"
+                         "retry_delay = 1s\nbefore_retry = echo $(id -u) $(id -g) $(pwd) "
+                         "$FOO > before\non_failure = id -u > failure\n"
+                         % (self.log, self.user.name, self.work))
+        r = self.vigil("watch", "--state-dir", self.state, "-c", ini)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        with open(os.path.join(self.work, "before")) as f:
+            self.assertEqual(f.read().split(), [str(self.user.uid), str(self.user.gid),
+                                                self.work, "bar"])
+        with open(os.path.join(self.work, "failure")) as f:
+            self.assertEqual(f.read().strip(), str(self.user.uid))
+        self.assertEqual(os.stat(os.path.join(self.work, "before")).st_uid, self.user.uid)
+
     def test_user_alone_starts_in_home_or_root(self):
         """Like cron: HOME from the account, started there ("/" when it is missing:
         the throwaway user has no home folder)."""
