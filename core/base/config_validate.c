@@ -698,6 +698,28 @@ static const struct vigil_value *value_of(const struct vigil_value *v, size_t n,
 	return NULL;
 }
 
+/* Keys that shape how vigil starts a command mean nothing without one: said,
+ * not silently ignored (vigil run brings its command from the command line). */
+static void monitor_check_command_keys(struct monitor_config *m, const struct vigil_value *v,
+				       size_t n, int allow_no_target, struct diag *d)
+{
+	static const char *const keys[] = {"user", "group", "working_directory", "environment",
+					   "retry", "retry_command", "before_retry"};
+
+	/* after the mistakes of form: a bad value is not also a misplaced one */
+	if (m->command || allow_no_target || d->errors)
+		return;
+	for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
+		const struct vigil_value *x = value_of(v, n, keys[k]);
+
+		/* an option's default has no line; one from [defaults] has the
+		 * [monitor] line (it is meant for the command monitors only) */
+		if (x && x->line && x->line != m->line)
+			diag_add(d, m->file, x->line, "monitor", x->key,
+				 "only for a command vigil starts (set command)");
+	}
+}
+
 /* Keys that exclude or need each other. */
 static void monitor_check_pairs(struct monitor_config *m, const struct vigil_value *v,
 				size_t n, int allow_no_target, struct diag *d)
@@ -713,6 +735,7 @@ static void monitor_check_pairs(struct monitor_config *m, const struct vigil_val
 	if (after && !m->command && !allow_no_target)
 		diag_add(d, m->file, after->line, "monitor", after->key,
 			 "only a command vigil starts can wait for other jobs (set command)");
+	monitor_check_command_keys(m, v, n, allow_no_target, d);
 }
 
 static void monitor_fill(const struct raw_section *s, int allow_no_target,

@@ -35,6 +35,21 @@ class CheckTest(vt.VigilTestCase):
         r = self.check("--config", self.ini, self.conf)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
 
+    def test_command_keys_without_a_command(self):
+        # they would do nothing: said, with file, line and key
+        bad = self.monitor("watch.ini", "[monitor]\npid_file = /run/x.pid\nuser = nobody\n"
+                           "retry = 2\n")
+        r = self.check(bad)
+        self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+        self.assertIn("%s:3: [monitor] user: only for a command vigil starts" % bad, r.stderr)
+        self.assertIn("%s:4: [monitor] retry: only for a command vigil starts" % bad, r.stderr)
+        # from [defaults] (meant for the command monitors), not an error
+        ok = self.monitor("watch.ini", "[monitor]\npid_file = /run/x.pid\n")
+        ini = self.write("etc/vigil2.ini", "[agent]\nconf_dir = %s\n\n[defaults]\nretry = 1\n"
+                         % self.conf)
+        r = self.check("--config", ini, ok)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
     def test_folder_and_named_notifier_in_any_order(self):
         good = self.monitor("good.ini", "[monitor]\npid_file = /run/x.pid\nnotify = team\n")
         bad = self.monitor("bad.ini", "[monitor]\npid_file = /run/y.pid\nbogus = 1\n")
