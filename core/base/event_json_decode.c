@@ -4,6 +4,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -349,10 +350,13 @@ int event_json_decode(const char *json, size_t len, const char *types,
 		goto out;
 	struct vigil_event ev = {.kind = kind, .message = get_str(o, "message"),
 				 .fields = t.fields, .n_fields = t.n};
+	/* out of range is unknown (0), as the encoder would write it back: a
+	 * pid of 2^64-1 cut to -1, a run of -5 wrapped (found by fuzzing) */
+	int64_t run = get_int(o, "run", 0), pid = get_int(o, "pid", 0);
 	struct vigil_record rec = {.id = id, .monitor = get_str(o, "monitor"),
-				   .run = (uint64_t)get_int(o, "run", 0),
+				   .run = run > 0 ? (uint64_t)run : 0,
 				   .detector = get_str(o, "detector"),
-				   .pid = (pid_t)get_int(o, "pid", 0), .event = &ev,
+				   .pid = pid > 0 && pid <= INT_MAX ? (pid_t)pid : 0, .event = &ev,
 				   .json = json, .json_len = len};
 	if (event_time_parse(time_s, &rec.time_ms)) {
 		snprintf(err, errlen, "bad time %s", time_s);

@@ -436,6 +436,34 @@ static void test_decode_legacy_duplicate_keys(void **state)
 					   sizeof(err)), -EINVAL);
 }
 
+/* A pid or run out of range is unknown (0), as the encoder writes it back,
+ * not the value cut to 32 bits or wrapped (found by fuzzing: a pid of 2^64-1
+ * decoded as -1 and came back as null, a run of -5 as 2^64-5). */
+static void test_decode_pid_and_run_out_of_range(void **state)
+{
+	static const char *const json[] = {
+		"{\"v\":1,\"id\":\"0190f3a5c2e87d3b9a4c5e6f708192a3\","
+		"\"time\":\"2026-11-26T07:42:07.123Z\",\"run\":-5,\"kind\":\"x\","
+		"\"pid\":18446744073709551615}",
+		"{\"v\":1,\"id\":\"0190f3a5c2e87d3b9a4c5e6f708192a3\","
+		"\"time\":\"2026-11-26T07:42:07.123Z\",\"run\":0,\"kind\":\"x\",\"pid\":-3}",
+		"{\"v\":1,\"id\":\"0190f3a5c2e87d3b9a4c5e6f708192a3\","
+		"\"time\":\"2026-11-26T07:42:07.123Z\",\"run\":2,\"kind\":\"x\",\"pid\":4294967297}",
+	};
+	struct stored_record *r;
+	char *host, err[200];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(json) / sizeof(json[0]); i++) {
+		assert_int_equal(event_json_decode(json[i], strlen(json[i]), "", &r, &host, err,
+						   sizeof(err)), 0);
+		assert_int_equal(r->rec.pid, 0);
+		assert_int_equal(r->rec.run, i == 2 ? 2 : 0);
+		record_free(r);
+		free(host);
+	}
+}
+
 /* An `S` field whose value is not an array is refused, and nothing leaks
  * (ASan's leak check runs at exit). */
 static void test_decode_strings_not_array(void **state)
@@ -490,6 +518,7 @@ int main(void)
 		cmocka_unit_test(test_encode_never_duplicates_keys),
 		cmocka_unit_test(test_decode_refuses_what_it_cannot_write_back),
 		cmocka_unit_test(test_decode_legacy_duplicate_keys),
+		cmocka_unit_test(test_decode_pid_and_run_out_of_range),
 		cmocka_unit_test(test_decode_strings_not_array),
 		cmocka_unit_test(test_reserved_names),
 	};
