@@ -54,9 +54,12 @@ static void live_draw(struct session *s)
 		snprintf(w, sizeof(bar) - (size_t)(w - bar), "] %3.0f%%%s", pct,
 			 expected > 0 && elapsed > expected ? " overdue" : "");
 	}
-	fprintf(stderr, "\r\033[K%s  pid %d  %s  %s  %.60s", monitor_name(s->m),
-		(int)monitor_pid(s->m), cli_format_elapsed(elapsed, el, sizeof(el)), bar,
-		monitor_last_event(s->m));
+	char pid[32] = "";
+
+	if (monitor_pid(s->m) > 0) /* none for a run of detectors only, or not yet */
+		snprintf(pid, sizeof(pid), "  pid %d", (int)monitor_pid(s->m));
+	fprintf(stderr, "\r\033[K%s%s  %s  %s  %.60s", monitor_name(s->m), pid,
+		cli_format_elapsed(elapsed, el, sizeof(el)), bar, monitor_last_event(s->m));
 	fflush(stderr);
 	s->live_shown = true;
 }
