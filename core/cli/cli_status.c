@@ -232,25 +232,31 @@ static void view_eta(struct job_view *jv, const struct run_record *r)
 	}
 }
 
-static void job_view(const char *dir, const struct run_record *r, struct job_view *jv)
+/* with_history: also what the history tells (the usual duration, what was
+ * learned); the table needs it only for the ETA of what runs, and a history
+ * file per job is what would make a table of thousands slow. */
+static void job_view(const char *dir, const struct run_record *r, struct job_view *jv,
+		     bool with_history)
 {
 	char hdir[4096];
 	struct history h;
 	const char *st = effective_state(r);
+	bool running = strcmp(st, "running") == 0 || strcmp(st, "stopped") == 0;
 
 	memset(jv, 0, sizeof(*jv));
 	jv->progress = r->progress;
 	jv->percent = true;
 	jv->usual = -1;
 	view_progress(jv, dir, r);
-	if (history_read(history_dir(dir, hdir, sizeof(hdir)), r->name, &h) == 0) {
+	if ((with_history || running) &&
+	    history_read(history_dir(dir, hdir, sizeof(hdir)), r->name, &h) == 0) {
 		jv->usual = history_success_quantile(&h, 0.5);
 		for (size_t i = 0; i < h.n; i++)
 			jv->n_succeeded += strcmp(h.v[i].outcome, "succeeded") == 0;
 		history_learned_expected_ms(&h, 0, &jv->n_ok);
 		history_free(&h);
 	}
-	if (strcmp(st, "running") == 0 || strcmp(st, "stopped") == 0)
+	if (running)
 		view_eta(jv, r);
 }
 
@@ -329,7 +335,7 @@ static void put_view_json(struct buf *b, const char *dir, const struct run_recor
 	struct job_view jv;
 	char t[40];
 
-	job_view(dir, r, &jv);
+	job_view(dir, r, &jv, true);
 	buf_puts(b, ",\"progress\":");
 	if (jv.progress < 0 || json_put_double(b, jv.progress) != 0)
 		buf_puts(b, "null");
@@ -451,7 +457,7 @@ static void print_table(const char *dir, const struct run_record *v, size_t n)
 		const char *col = "";
 		struct job_view jv;
 
-		job_view(dir, r, &jv);
+		job_view(dir, r, &jv, false);
 		progress_cell(r, &jv, prog, sizeof(prog));
 		if (color)
 			col = strcmp(r->outcome, "succeeded") == 0 ? "\033[32m"
@@ -578,7 +584,7 @@ static void print_view(const char *dir, const struct run_record *r)
 	char d[32], when[16], rel[48];
 	time_t t;
 
-	job_view(dir, r, &jv);
+	job_view(dir, r, &jv, true);
 	putchar('\n');
 	if (jv.progress >= 0)
 		printf(jv.percent ? "  %-12s %.0f%%\n" : "  %-12s %.0f\n", "progress", jv.progress);
