@@ -8,7 +8,9 @@
  * log_flush_partial(), as at the end of a stream.
  *   byte 0: max_line = 1 + byte % 100 when byte < 128, else the default;
  *   byte 1: the chunk sizes (a seed), and bit 7: a progress pattern too;
- *   the rest: the log's bytes.
+ *   the rest: the log's bytes, in files separated by 0x1e: each is read to
+ *   its end and ended as the detector ends a file left by a rotation (a last
+ *   line without its newline is a line), then the next one follows.
  * The detector matches failure = ^ (every line). Properties (DESIGN.md, log:
  * "no line lost or repeated"): the match events are exactly the lines of the
  * input in order, each cut to max_line, a last line without its newline
@@ -92,8 +94,9 @@ static void check(struct fake_host *fh, const struct expect *e)
 		fail(fh, e, "lines lost");
 }
 
-/* Hand p[0..len) to the detector in chunks whose sizes follow the seed. */
-static void feed(struct log_inst *li, const char *p, size_t len, unsigned seed)
+/* Hand p[0..len) to the detector in chunks whose sizes follow the seed, then
+ * end it as a file left by a rotation. */
+static unsigned feed(struct log_inst *li, const char *p, size_t len, unsigned seed)
 {
 	while (len) {
 		size_t chunk = 1 + (seed = seed * 1103515245u + 12345u) % 64;
@@ -110,6 +113,27 @@ static void feed(struct log_inst *li, const char *p, size_t len, unsigned seed)
 		len -= chunk;
 	}
 	log_flush_partial(li);
+	return seed;
+}
+
+#define FILE_SEP 0x1e
+
+/* Each file of the input: its lines expected, then fed. */
+static void feed_files(struct log_inst *li, struct expect *e, const char *p, size_t len,
+		       size_t max_line, unsigned seed)
+{
+	const char *end = p + len;
+
+	for (;;) {
+		const char *sep = memchr(p, FILE_SEP, (size_t)(end - p));
+		size_t n = sep ? (size_t)(sep - p) : (size_t)(end - p);
+
+		expect_lines(e, p, n, max_line);
+		seed = feed(li, p, n, seed);
+		if (!sep)
+			return;
+		p = sep + 1;
+	}
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -130,8 +154,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		lines[3] = NULL;
 	if (fake_host_instantiate(fh, &vigil_plugin_descriptor, lines, (void **)&li) != 0)
 		abort();
-	expect_lines(&e, text, len, max_line);
-	feed(li, text, len, seed);
+	feed_files(li, &e, text, len, max_line, seed);
 	check(fh, &e);
 	fake_host_free(fh);
 	free(e.v);
