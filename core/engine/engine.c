@@ -35,7 +35,7 @@ struct engine {
 	struct raw_section *defs; /* [notifier NAME] sections, created on first use */
 	char **def_files;
 	size_t n_defs;
-	struct shared_slot *shared;
+	struct shared_slot **shared; /* each allocated once: plugins keep &slot->ctx */
 	size_t n_shared;
 };
 
@@ -82,8 +82,9 @@ void engine_free(struct engine *e)
 	free(e->def_files);
 	/* After every instance: shared state outlives the instances using it. */
 	for (size_t i = 0; i < e->n_shared; i++) {
-		e->shared[i].plugin->shared_destroy(e->shared[i].shared);
-		ctx_release(&e->shared[i].ctx);
+		e->shared[i]->plugin->shared_destroy(e->shared[i]->shared);
+		ctx_release(&e->shared[i]->ctx);
+		free(e->shared[i]);
 	}
 	free(e->shared);
 	free(e->state_dir);
@@ -108,32 +109,35 @@ static bool has_shared(const struct vigil_plugin *p)
 int engine_plugin_shared(struct engine *e, const struct vigil_plugin *p, void **shared,
 			 char *err, size_t errlen)
 {
-	struct shared_slot *grown, *slot;
+	struct shared_slot **grown, *slot;
 	char label[128];
 
 	*shared = NULL;
 	if (!has_shared(p))
 		return 0;
 	for (size_t i = 0; i < e->n_shared; i++)
-		if (e->shared[i].plugin == p) {
-			*shared = e->shared[i].shared;
+		if (e->shared[i]->plugin == p) {
+			*shared = e->shared[i]->shared;
 			return 0;
 		}
 	grown = realloc(e->shared, (e->n_shared + 1) * sizeof(*grown));
 	if (!grown)
 		return -ENOMEM;
 	e->shared = grown;
-	slot = &e->shared[e->n_shared];
+	slot = calloc(1, sizeof(*slot));
 	snprintf(label, sizeof(label), "%s (shared)", p->name);
-	if (ctx_init(&slot->ctx, e, label))
+	if (!slot || ctx_init(&slot->ctx, e, label)) {
+		free(slot);
 		return -ENOMEM;
+	}
 	slot->plugin = p;
 	if (p->shared_create(&engine_host, &slot->ctx, &slot->shared, err, errlen) != 0) {
 		ctx_release(&slot->ctx);
+		free(slot);
 		return -EINVAL;
 	}
 	slot->ctx.shared = slot->shared;
-	e->n_shared++;
+	e->shared[e->n_shared++] = slot;
 	*shared = slot->shared;
 	return 0;
 }

@@ -1,17 +1,21 @@
 /* The file detector: "tell me when out.json is there, complete".
  *
- * One inotify fd per instance, watching the file's folder; while that folder
- * does not exist yet, the nearest existing ancestor is watched instead and we
- * descend as the missing components appear. "Appeared" means a regular file of
- * at least min_size bytes left unchanged for stable_for (with stable_for = 0:
- * closed after writing, or renamed into place). A close is not the end when
- * there is a window: writers open, append and close a file many times. The
- * only timers are the stable_for windows and the deadline, nothing polls. */
+ * Each instance watches the file's folder; while that folder does not exist
+ * yet, the nearest existing ancestor is watched instead and we descend as the
+ * missing components appear. The watches of every instance live in one
+ * inotify instance, the plugin's shared state (plugins/lib ino_share), not in
+ * one each: a user may have only 128 by default. "Appeared" means a regular
+ * file of at least min_size bytes left unchanged for stable_for (with
+ * stable_for = 0: closed after writing, or renamed into place). A close is
+ * not the end when there is a window: writers open, append and close a file
+ * many times. The only timers are the stable_for windows, the deadline and,
+ * while settling, one turn of the loop after events: nothing polls. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <fnmatch.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +24,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "lib/ino_share.h"
 #include "vigil/plugin.h"
 
 /* The file's own folder: everything that can make a file appear or change. */
@@ -29,11 +34,15 @@
 /* An ancestor standing in for a missing folder: only the next component matters. */
 #define FILE_ANC_MASK (IN_CREATE | IN_MOVED_TO | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR)
 
-/* Bounds one fd callback, so a very busy folder cannot starve the loop; epoll
- * brings us back for the rest. */
-#define FILE_MAX_READS 64
-
 struct file_det;
+
+/* Shared by every instance (or one instance's own when the core offers no
+ * shared state): the inotify instance, opened by the first start(). */
+struct file_shared {
+	const struct vigil_host *host;
+	struct vigil_ctx *ctx;
+	struct ino_share *ino;
+};
 
 /* A matching file being watched through its stable_for window. */
 struct file_cand {
@@ -58,7 +67,9 @@ struct file_det {
 	int64_t stable_ms;
 	int64_t deadline_ms; /* 0: none */
 
-	int ifd;
+	struct file_shared *sh;
+	bool own_sh;    /* sh is this instance's own: the core offers none */
+	bool started;   /* start() has watched (or tried to) */
 	int wd_dir;     /* watch on dir, -1 */
 	int wd_anc;     /* watch on an ancestor of dir while dir is missing, -1 */
 	size_t anc_len; /* dir[0..anc_len) is that ancestor (0: ".") */
@@ -67,6 +78,7 @@ struct file_det {
 	bool appeared;  /* `file` emitted in this run */
 	bool overdue;   /* `overdue` emitted in this run */
 	bool settling;  /* settle() returned VIGIL_SETTLING, settled() not called yet */
+	int64_t settle_timer; /* settling and inotify events came: look again, 0 */
 	bool arm_failed;
 	int64_t start_ms;
 	int64_t deadline_timer;
@@ -357,11 +369,18 @@ static void file_scan(struct file_det *f)
 
 /* -------------------------------------------------------------- watches */
 
+/* Keep wd (just added, or -1) in *slot, letting go of the watch held there:
+ * the same folder added again is one watch held once more. */
+static void file_hold(struct file_det *f, int *slot, int wd)
+{
+	if (*slot >= 0)
+		ino_share_del(f->sh->ino, *slot, f);
+	*slot = wd;
+}
+
 static void file_set_ancestor(struct file_det *f, int wd, size_t len)
 {
-	if (f->wd_anc >= 0 && f->wd_anc != wd && f->wd_anc != f->wd_dir)
-		inotify_rm_watch(f->ifd, f->wd_anc);
-	f->wd_anc = wd;
+	file_hold(f, &f->wd_anc, wd);
 	f->anc_len = len;
 }
 
@@ -399,9 +418,9 @@ static int file_watch_ancestor(struct file_det *f)
 			memcpy(buf, f->dir, p);
 			buf[p] = '\0';
 		}
-		wd = inotify_add_watch(f->ifd, buf, FILE_ANC_MASK);
-		if (wd < 0 && errno != ENOENT && errno != ENOTDIR) {
-			r = -errno;
+		wd = ino_share_add(f->sh->ino, buf, FILE_ANC_MASK, f);
+		if (wd < 0 && wd != -ENOENT && wd != -ENOTDIR) {
+			r = wd;
 			break;
 		}
 		if (wd >= 0) {
@@ -426,17 +445,17 @@ static int file_arm(struct file_det *f)
 	/* each round descends at least one component, a bound for the odd
 	 * folder that appears and vanishes again and again */
 	for (size_t round = 0; round <= strlen(f->dir) + 1; round++) {
-		int wd = inotify_add_watch(f->ifd, f->dir, FILE_DIR_MASK);
+		int wd = ino_share_add(f->sh->ino, f->dir, FILE_DIR_MASK, f);
 		int r;
 
 		if (wd >= 0) {
-			f->wd_dir = wd;
+			file_hold(f, &f->wd_dir, wd);
 			file_set_ancestor(f, -1, 0);
 			file_scan(f);
 			return 0;
 		}
-		if (errno != ENOENT && errno != ENOTDIR)
-			return -errno;
+		if (wd != -ENOENT && wd != -ENOTDIR)
+			return wd;
 		r = file_watch_ancestor(f);
 		if (r <= 0)
 			return r;
@@ -456,12 +475,12 @@ static void file_rearm(struct file_det *f)
 	f->arm_failed = r < 0;
 }
 
-/* The folder was deleted or moved away: start over from its ancestors. */
-static void file_dir_gone(struct file_det *f, uint32_t mask)
+/* The folder was deleted or moved away: start over from its ancestors. Its
+ * watch is let go (a moved one follows the inode; a deleted one the kernel
+ * drops anyway). */
+static void file_dir_gone(struct file_det *f)
 {
-	if (mask & IN_MOVE_SELF)
-		inotify_rm_watch(f->ifd, f->wd_dir); /* the watch follows the inode */
-	f->wd_dir = -1;
+	file_hold(f, &f->wd_dir, -1);
 	file_cands_clear(f);
 	file_rearm(f);
 }
@@ -512,14 +531,12 @@ static void file_handle(struct file_det *f, const struct inotify_event *ev)
 			file_rearm(f);
 	} else if (ev->wd == f->wd_dir && f->wd_dir >= 0) {
 		if (ev->mask & (IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED))
-			file_dir_gone(f, ev->mask);
+			file_dir_gone(f);
 		else if (*name && !(ev->mask & IN_ISDIR) && file_name_matches(f, name))
 			file_on_name(f, name, ev->mask);
 	} else if (ev->wd == f->wd_anc && f->wd_anc >= 0) {
 		if (ev->mask & (IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED)) {
-			if (ev->mask & IN_MOVE_SELF)
-				inotify_rm_watch(f->ifd, f->wd_anc);
-			f->wd_anc = -1;
+			file_set_ancestor(f, -1, 0);
 			file_rearm(f);
 		} else if (*name && file_is_next_component(f, name)) {
 			file_rearm(f);
@@ -527,31 +544,110 @@ static void file_handle(struct file_det *f, const struct inotify_event *ev)
 	}
 }
 
-static void file_on_inotify(void *data, int fd, uint32_t revents)
+static int64_t file_settle_timer(void *data)
 {
 	struct file_det *f = data;
-	char buf[8192] __attribute__((aligned(__alignof__(struct inotify_event))));
 
-	(void)revents;
-	for (int i = 0; i < FILE_MAX_READS; i++) {
-		ssize_t n = read(fd, buf, sizeof(buf));
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			if (n < 0 && errno != EAGAIN)
-				f->host->log(f->ctx, VIGIL_LOG_WARN, "inotify read: %s",
-					     strerror(errno));
-			break;
-		}
-		for (char *p = buf; p < buf + n;) {
-			const struct inotify_event *ev = (const struct inotify_event *)(void *)p;
-
-			file_handle(f, ev);
-			p += sizeof(*ev) + ev->len;
-		}
-	}
+	f->settle_timer = 0;
 	file_check_settled(f);
+	return VIGIL_TIMER_DONE;
+}
+
+/* An event of a watch f holds (shared with the instances watching the same
+ * folder): handled now. Whether it settled f is seen from f's own timer, once
+ * for the whole batch, not inside the shared read. */
+static void file_on_ino_event(void *owner, const struct inotify_event *ev)
+{
+	struct file_det *f = owner;
+
+	file_handle(f, ev);
+	if (!f->settling || f->settle_timer)
+		return;
+	f->settle_timer = f->host->add_timer(f->ctx, 0, file_settle_timer, f);
+	if (f->settle_timer <= 0) {
+		f->settle_timer = 0;
+		file_check_settled(f);
+	}
+}
+
+static void file_on_inotify(void *data, int fd, uint32_t revents)
+{
+	struct file_shared *s = data;
+
+	(void)fd;
+	(void)revents;
+	ino_share_dispatch(s->ino, file_on_ino_event);
+}
+
+/* --------------------------------------------------------- shared state */
+
+static int file_shared_create(const struct vigil_host *host, struct vigil_ctx *ctx,
+			      void **shared, char *err, size_t errlen)
+{
+	struct file_shared *s = calloc(1, sizeof(*s));
+
+	if (!s) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	s->host = host;
+	s->ctx = ctx;
+	*shared = s;
+	return 0;
+}
+
+static void file_shared_destroy(void *shared)
+{
+	struct file_shared *s = shared;
+
+	if (!s)
+		return;
+	if (s->ino) {
+		s->host->unwatch_fd(s->ctx, ino_share_fd(s->ino));
+		ino_share_free(s->ino);
+	}
+	free(s);
+}
+
+/* The inotify instance, opened by the first start() (vigil check creates
+ * instances, and must open nothing). */
+static int file_shared_open(struct file_shared *s, char *err, size_t errlen)
+{
+	int r;
+
+	if (s->ino)
+		return 0;
+	s->ino = ino_share_new();
+	if (!s->ino) {
+		r = -errno;
+		snprintf(err, errlen, "inotify_init1: %s", strerror(-r));
+		return r;
+	}
+	r = s->host->watch_fd(s->ctx, ino_share_fd(s->ino), EPOLLIN, file_on_inotify, s);
+	if (r < 0) {
+		snprintf(err, errlen, "cannot watch the inotify fd: %s", strerror(-r));
+		ino_share_free(s->ino);
+		s->ino = NULL;
+	}
+	return r;
+}
+
+/* The plugin's shared state, or one of f's own when the core offers none
+ * (an older core): then f has an inotify instance to itself, as it used to. */
+static int file_attach_shared(struct file_det *f, char *err, size_t errlen)
+{
+	const struct vigil_host *h = f->host;
+	void *own = NULL;
+	int r;
+
+	if (h->size >= offsetof(struct vigil_host, shared) + sizeof(h->shared) && h->shared)
+		f->sh = h->shared(f->ctx);
+	if (f->sh)
+		return 0;
+	r = file_shared_create(h, f->ctx, &own, err, errlen);
+	f->sh = own;
+	f->own_sh = r == 0;
+	return r;
 }
 
 /* ------------------------------------------------------------ deadline */
@@ -696,8 +792,9 @@ static int file_create(const struct vigil_host *host, struct vigil_ctx *ctx,
 	}
 	f->host = host;
 	f->ctx = ctx;
-	f->ifd = f->wd_dir = f->wd_anc = -1;
-	if ((r = file_parse_numbers(f, cfg, err, errlen)) < 0 ||
+	f->wd_dir = f->wd_anc = -1;
+	if ((r = file_attach_shared(f, err, errlen)) < 0 ||
+	    (r = file_parse_numbers(f, cfg, err, errlen)) < 0 ||
 	    (r = file_split_path(f, path)) < 0) {
 		if (r == -ENOMEM)
 			snprintf(err, errlen, "out of memory");
@@ -714,19 +811,10 @@ static int file_start(void *instance, char *err, size_t errlen)
 	struct file_det *f = instance;
 	int r;
 
-	f->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-	if (f->ifd < 0) {
-		r = -errno;
-		snprintf(err, errlen, "inotify_init1: %s", strerror(-r));
+	r = file_shared_open(f->sh, err, errlen);
+	if (r < 0)
 		return r;
-	}
-	r = f->host->watch_fd(f->ctx, f->ifd, EPOLLIN, file_on_inotify, f);
-	if (r < 0) {
-		snprintf(err, errlen, "cannot watch the inotify fd: %s", strerror(-r));
-		close(f->ifd);
-		f->ifd = -1;
-		return r;
-	}
+	f->started = true;
 	file_start_deadline(f);
 	r = file_arm(f);
 	if (r < 0) {
@@ -750,7 +838,7 @@ static void file_on_event(void *instance, const struct vigil_record *rec)
 		f->appeared = false;
 		f->overdue = false;
 		f->settling = false;
-		if (f->ifd >= 0)
+		if (f->started)
 			file_start_deadline(f);
 	}
 	f->run = rec->run;
@@ -760,7 +848,7 @@ static enum vigil_settle file_settle(void *instance)
 {
 	struct file_det *f = instance;
 
-	if (!f->appeared && f->ifd >= 0) {
+	if (!f->appeared && f->started) {
 		/* the writer has exited: what is on disk now is the last word,
 		 * short of windows still running */
 		if (f->wd_dir >= 0)
@@ -784,9 +872,13 @@ static void file_destroy(void *instance)
 	file_cands_clear(f);
 	if (f->deadline_timer > 0)
 		f->host->cancel_timer(f->ctx, f->deadline_timer);
-	if (f->ifd >= 0) {
-		f->host->unwatch_fd(f->ctx, f->ifd);
-		close(f->ifd);
+	if (f->settle_timer > 0)
+		f->host->cancel_timer(f->ctx, f->settle_timer);
+	if (f->sh) {
+		file_hold(f, &f->wd_dir, -1);
+		file_hold(f, &f->wd_anc, -1);
+		if (f->own_sh)
+			file_shared_destroy(f->sh);
 	}
 	free(f->path);
 	free(f->prefix);
@@ -798,4 +890,5 @@ static void file_destroy(void *instance)
 VIGIL_PLUGIN(.kind = VIGIL_PLUGIN_DETECTOR, .name = "file",
 	     .summary = "an expected output file appeared, complete (or not by a deadline)",
 	     .options = file_options, .create = file_create, .start = file_start,
-	     .on_event = file_on_event, .settle = file_settle, .destroy = file_destroy);
+	     .on_event = file_on_event, .settle = file_settle, .destroy = file_destroy,
+	     .shared_create = file_shared_create, .shared_destroy = file_shared_destroy);

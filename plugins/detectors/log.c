@@ -11,6 +11,10 @@
  * The searching, its limits and time budget, and the progress values are in
  * log_match.c. Rotation, with no line lost or repeated, is in log_rotation.c:
  * it decides which file is read next and hands its bytes to the reading here.
+ *
+ * Waking: the log's folder and files are watched through one inotify instance
+ * shared by every instance of the plugin (the plugin's shared state, see the
+ * inotify section); the instances an event names are read after the batch.
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -21,6 +25,7 @@
 #include <sys/inotify.h>
 #include <unistd.h>
 
+#include "lib/ino_share.h"
 #include "vigil/plugin.h"
 #include "log_internal.h"
 
@@ -547,38 +552,99 @@ static void log_kick(struct log_inst *li)
 
 /* ------------------------------------------------------------- inotify */
 
-static int log_watch_dir(struct log_inst *li)
-{
-	uint32_t mask = IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_ONLYDIR;
+/* What the plugin's instances share: one inotify instance (the kernel allows
+ * each user 128 of them: one per instance stopped an agent at about 120 log
+ * monitors), made at the first start, and the instances woken by the batch
+ * of events being dispatched, read once it is over: an instance is read once
+ * per batch, however many of its events the batch held. */
+struct log_share {
+	const struct vigil_host *host;
+	struct vigil_ctx *ctx; /* the shared ctx (the instance's own for a private one) */
+	struct ino_share *ino;
+	struct log_inst *due_head, *due_tail; /* linked by next_due, oldest first */
+};
 
-	li->wd_dir = inotify_add_watch(li->ino_fd, li->dir, mask);
-	return li->wd_dir < 0 ? -errno : 0;
+static int log_shared_create(const struct vigil_host *host, struct vigil_ctx *ctx,
+			     void **shared, char *err, size_t errlen)
+{
+	struct log_share *sh = calloc(1, sizeof *sh);
+
+	if (!sh) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	sh->host = host;
+	sh->ctx = ctx;
+	*shared = sh;
+	return 0;
 }
 
-void log_watch_file(struct log_inst *li)
+static void log_shared_destroy(void *shared)
 {
-	char p[64];
-	uint32_t mask = IN_MODIFY | IN_MOVE_SELF | IN_DELETE_SELF | IN_ATTRIB;
+	struct log_share *sh = shared;
 
-	if (li->wd_file >= 0)
-		inotify_rm_watch(li->ino_fd, li->wd_file);
-	/* through the fd: the path may already name another file */
-	snprintf(p, sizeof p, "/proc/self/fd/%d", li->cur.fd);
-	li->wd_file = inotify_add_watch(li->ino_fd, p, mask);
-	if (li->wd_file < 0)
-		li->wd_file = inotify_add_watch(li->ino_fd, li->path, mask);
+	if (!sh)
+		return;
+	if (sh->ino) {
+		sh->host->unwatch_fd(sh->ctx, ino_share_fd(sh->ino));
+		ino_share_free(sh->ino);
+	}
+	free(sh);
 }
 
-static int64_t log_retry_cb(void *data)
+/* The process-wide state, or a private one when the core offers none (an
+ * older core): then this instance has an inotify instance of its own. */
+static int log_attach_shared(struct log_inst *li, char *err, size_t errlen)
 {
-	struct log_inst *li = data;
+	const struct vigil_host *h = li->host;
+	void *own = NULL;
+	int rc;
 
-	if (log_watch_dir(li) < 0)
-		return LOG_RETRY_MS;
-	li->retry_timer = 0;
-	log_kick(li);
-	return VIGIL_TIMER_DONE;
+	if (h->size >= offsetof(struct vigil_host, shared) + sizeof h->shared && h->shared)
+		li->sh = h->shared(li->ctx);
+	if (li->sh)
+		return 0;
+	rc = log_shared_create(h, li->ctx, &own, err, errlen);
+	li->sh = own;
+	li->own_sh = rc == 0;
+	return rc;
 }
+
+/* Read li once the batch being dispatched is over. */
+static void log_kick_after_batch(struct log_inst *li)
+{
+	struct log_share *sh = li->sh;
+
+	if (li->kick_due)
+		return;
+	li->kick_due = true;
+	li->next_due = NULL;
+	if (sh->due_tail)
+		sh->due_tail->next_due = li;
+	else
+		sh->due_head = li;
+	sh->due_tail = li;
+}
+
+/* li is going away: it must not be read after the batch. */
+static void log_due_remove(struct log_inst *li)
+{
+	struct log_inst **p, *prev = NULL;
+
+	if (!li->kick_due)
+		return;
+	for (p = &li->sh->due_head; *p && *p != li;) {
+		prev = *p;
+		p = &(*p)->next_due;
+	}
+	if (*p)
+		*p = li->next_due;
+	if (li->sh->due_tail == li)
+		li->sh->due_tail = prev;
+	li->kick_due = false;
+}
+
+static int64_t log_retry_cb(void *data);
 
 static void log_retry_arm(struct log_inst *li)
 {
@@ -588,31 +654,123 @@ static void log_retry_arm(struct log_inst *li)
 	li->retry_timer = id > 0 ? id : 0;
 }
 
+/* One event of a watch li holds (or an overflow). The folder's watch may be
+ * shared with instances following other files in it: only events naming
+ * li's file count. */
+static void log_on_inotify(void *owner, const struct inotify_event *e)
+{
+	struct log_inst *li = owner;
+
+	if (e->wd >= 0 && e->wd == li->wd_dir) {
+		if (e->mask & IN_IGNORED) {
+			li->wd_dir = -1; /* the folder went away */
+			log_retry_arm(li);
+		}
+		if (!e->len || strcmp(e->name, li->base) != 0)
+			return;
+	}
+	log_kick_after_batch(li);
+}
+
 static void log_inotify_cb(void *data, int fd, uint32_t revents)
 {
-	struct log_inst *li = data;
-	char b[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
-	bool relevant = false;
-	ssize_t n;
+	struct log_share *sh = data;
+	struct log_inst *li;
 
-	while ((n = read(fd, b, sizeof b)) > 0) {
-		for (char *p = b; p < b + n;) {
-			const struct inotify_event *e = (const void *)p;
-			if (e->wd == li->wd_dir && e->wd >= 0) {
-				if (e->mask & IN_IGNORED) {
-					li->wd_dir = -1; /* the folder went away */
-					log_retry_arm(li);
-				}
-				if (e->len && strcmp(e->name, li->base) == 0)
-					relevant = true;
-			} else {
-				relevant = true;
-			}
-			p += sizeof *e + e->len;
+	ino_share_dispatch(sh->ino, log_on_inotify);
+	while ((li = sh->due_head)) {
+		sh->due_head = li->next_due;
+		if (!sh->due_head)
+			sh->due_tail = NULL;
+		li->kick_due = false;
+		log_kick(li);
+	}
+}
+
+/* li's inotify: the shared one, made by the first instance started. */
+static int log_inotify_open(struct log_inst *li, char *err, size_t errlen)
+{
+	struct log_share *sh = li->sh;
+	int rc;
+
+	if (!sh->ino) {
+		sh->ino = ino_share_new();
+		if (!sh->ino) {
+			rc = -errno;
+			snprintf(err, errlen, "inotify: %s", strerror(errno));
+			return rc;
+		}
+		rc = sh->host->watch_fd(sh->ctx, ino_share_fd(sh->ino), EPOLLIN, log_inotify_cb, sh);
+		if (rc < 0) {
+			snprintf(err, errlen, "watching inotify: %s", strerror(-rc));
+			ino_share_free(sh->ino);
+			sh->ino = NULL;
+			return rc;
 		}
 	}
-	if (relevant)
-		log_kick(li);
+	li->ino = sh->ino;
+	return 0;
+}
+
+/* A watch of li's, or -1. */
+static int log_watch_add(struct log_inst *li, const char *path, uint32_t mask)
+{
+	int wd = ino_share_add(li->ino, path, mask, li);
+
+	return wd < 0 ? -1 : wd;
+}
+
+void log_watch_del(struct log_inst *li, int wd)
+{
+	if (wd >= 0)
+		ino_share_del(li->ino, wd, li);
+}
+
+static bool log_watch_dir(struct log_inst *li)
+{
+	uint32_t mask = IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_ONLYDIR;
+
+	li->wd_dir = log_watch_add(li, li->dir, mask);
+	return li->wd_dir >= 0;
+}
+
+void log_watch_file(struct log_inst *li)
+{
+	char p[64];
+	uint32_t mask = IN_MODIFY | IN_MOVE_SELF | IN_DELETE_SELF | IN_ATTRIB;
+	int old = li->wd_file;
+
+	/* through the fd: the path may already name another file */
+	snprintf(p, sizeof p, "/proc/self/fd/%d", li->cur.fd);
+	li->wd_file = log_watch_add(li, p, mask);
+	if (li->wd_file < 0)
+		li->wd_file = log_watch_add(li, li->path, mask);
+	log_watch_del(li, old); /* after: the same file keeps its watch */
+}
+
+/* Every watch li holds, before it is freed: no event reaches it after. */
+static void log_unwatch_all(struct log_inst *li)
+{
+	if (!li->ino)
+		return;
+	log_watch_del(li, li->wd_dir);
+	log_watch_del(li, li->wd_file);
+	for (size_t i = 0; i < LOG_LATE_N; i++)
+		log_watch_del(li, li->late[i].wd);
+	li->wd_dir = li->wd_file = -1;
+	for (size_t i = 0; i < LOG_LATE_N; i++)
+		li->late[i].wd = -1;
+}
+
+static int64_t log_retry_cb(void *data)
+{
+	struct log_inst *li = data;
+
+	if (!log_watch_dir(li))
+		return LOG_RETRY_MS;
+	li->retry_timer = 0;
+	log_kick(li);
+	return VIGIL_TIMER_DONE;
 }
 
 /* ----------------------------------------------------------- lifecycle */
@@ -689,12 +847,16 @@ static int log_create(const struct vigil_host *host, struct vigil_ctx *ctx,
 		return -ENOMEM;
 	li->host = host;
 	li->ctx = ctx;
-	li->ino_fd = li->wd_dir = li->wd_file = li->cur.fd = li->live.fd = -1;
+	li->wd_dir = li->wd_file = li->cur.fd = li->live.fd = -1;
 	for (size_t i = 0; i < LOG_LATE_N; i++)
 		li->late[i].fd = li->late[i].wd = -1;
-	rc = v ? log_split_path(li, v->text, err, errlen) : -EINVAL;
-	if (!v)
+	rc = log_attach_shared(li, err, errlen);
+	if (rc == 0 && !v) {
 		snprintf(err, errlen, "path: required");
+		rc = -EINVAL;
+	}
+	if (rc == 0)
+		rc = log_split_path(li, v->text, err, errlen);
 	if (rc == 0)
 		rc = log_options(li, cfg, err, errlen);
 	if (rc == 0)
@@ -730,20 +892,10 @@ static int log_start(void *instance, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
-	li->ino_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-	if (li->ino_fd < 0) {
-		rc = -errno;
-		snprintf(err, errlen, "inotify: %s", strerror(errno));
+	rc = log_inotify_open(li, err, errlen);
+	if (rc < 0)
 		return rc;
-	}
-	rc = li->host->watch_fd(li->ctx, li->ino_fd, EPOLLIN, log_inotify_cb, li);
-	if (rc < 0) {
-		snprintf(err, errlen, "watching inotify: %s", strerror(-rc));
-		close(li->ino_fd);
-		li->ino_fd = -1;
-		return rc;
-	}
-	if (log_watch_dir(li) < 0)
+	if (!log_watch_dir(li))
 		log_retry_arm(li);
 	/* a log that exists now is followed from its end (unless from=start);
 	 * one that appears later is read from its start */
@@ -841,10 +993,10 @@ static void log_destroy(void *instance)
 	for (size_t i = 0; i < sizeof timers / sizeof timers[0]; i++)
 		if (*timers[i] > 0)
 			li->host->cancel_timer(li->ctx, *timers[i]);
-	if (li->ino_fd >= 0) {
-		li->host->unwatch_fd(li->ctx, li->ino_fd);
-		close(li->ino_fd);
-	}
+	log_unwatch_all(li);
+	log_due_remove(li);
+	if (li->own_sh)
+		log_shared_destroy(li->sh);
 	if (li->cur.fd >= 0)
 		close(li->cur.fd);
 	if (li->live.fd >= 0 && li->live.fd != li->cur.fd)
@@ -884,4 +1036,5 @@ static const struct vigil_option log_opts[] = {
 VIGIL_PLUGIN(.kind = VIGIL_PLUGIN_DETECTOR, .name = "log",
 	     .summary = "follow a log file: success, failure, progress and stall",
 	     .options = log_opts, .create = log_create, .start = log_start,
-	     .on_event = log_on_event, .settle = log_settle, .destroy = log_destroy);
+	     .on_event = log_on_event, .settle = log_settle, .destroy = log_destroy,
+	     .shared_create = log_shared_create, .shared_destroy = log_shared_destroy);

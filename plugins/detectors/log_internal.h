@@ -29,8 +29,10 @@ struct log_pat {
 	bool jit;
 };
 
-struct log_line; /* log.c: a line kept for the finished event */
-struct log_sib;  /* log_rotation.c: a rotated copy in the log's folder */
+struct log_line;  /* log.c: a line kept for the finished event */
+struct log_sib;   /* log_rotation.c: a rotated copy in the log's folder */
+struct log_share; /* log.c: what the plugin's instances share (one inotify) */
+struct ino_share; /* plugins/lib/ino_share.h */
 
 /* What identifies a file across renames. */
 struct log_id {
@@ -97,7 +99,12 @@ struct log_inst {
 	bool from_start;
 	size_t max_line, tail_n;
 
-	int ino_fd, wd_dir, wd_file;
+	struct log_share *sh;      /* the plugin's, or private (own_sh) */
+	bool own_sh;               /* the core offers no shared state */
+	bool kick_due;             /* read once the event batch is dispatched */
+	struct log_inst *next_due; /* the next one to read then */
+	struct ino_share *ino;     /* sh's inotify once started, NULL before */
+	int wd_dir, wd_file;       /* this instance's watches in it, -1: none */
 	struct log_src cur;  /* fd -1 while the log does not exist */
 	struct log_src live; /* while recovering: the truncated log, read after cur */
 	bool recovering;
@@ -162,6 +169,8 @@ void log_feed(struct log_inst *li, size_t n);
 void log_flush_partial(struct log_inst *li);
 /* Watch cur.fd (now another file) for writes, renames and deletion. */
 void log_watch_file(struct log_inst *li);
+/* li no longer wants the watch wd (-1: none). */
+void log_watch_del(struct log_inst *li, int wd);
 
 /* log_rotation.c: which file to read, and when it changes */
 

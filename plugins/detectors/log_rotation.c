@@ -42,7 +42,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/inotify.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -285,8 +284,7 @@ static void log_late_add(struct log_inst *li)
 		if (li->late[i].fd < 0 || li->late[i].left_ms < l->left_ms)
 			l = &li->late[i];
 	if (l->fd >= 0) {
-		if (l->wd >= 0)
-			inotify_rm_watch(li->ino_fd, l->wd);
+		log_watch_del(li, l->wd);
 		close(l->fd);
 	}
 	l->fd = li->cur.fd;
@@ -302,8 +300,7 @@ static void log_late_add(struct log_inst *li)
 
 static void log_late_close(struct log_inst *li, struct log_late *l)
 {
-	if (l->wd >= 0 && l->wd != li->wd_file && l->wd != li->wd_dir)
-		inotify_rm_watch(li->ino_fd, l->wd);
+	log_watch_del(li, l->wd); /* cur's or the folder's watch keeps its own hold */
 	close(l->fd);
 	l->fd = l->wd = -1;
 }
@@ -689,7 +686,7 @@ static void log_switch(struct log_inst *li, int fd, const struct log_id *id, off
 	li->seen_size = off;
 	lseek(fd, off, SEEK_SET);
 	log_read_fingerprints(li);
-	if (li->ino_fd >= 0)
+	if (li->ino)
 		log_watch_file(li);
 }
 

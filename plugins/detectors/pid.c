@@ -6,8 +6,9 @@
  * never guessed. Identity is (pid, start time) everywhere.
  *
  * The connector, with the per-process state every instance shares (its
- * socket, the pid -> instances table, the match targets waiting for execs),
- * is in pid_connector.c; pid_internal.h is what the two files share. */
+ * socket, the pid -> instances table, the match targets waiting for execs,
+ * the one inotify instance watching every pid file's folder), is in
+ * pid_connector.c; pid_internal.h is what the two files share. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -240,7 +241,13 @@ static void pid_tell_facts(struct pid_det *d)
 static int64_t pid_on_recheck(void *data)
 {
 	struct pid_det *d = data;
+	char err[256];
 	d->recheck_timer = 0;
+	if (d->ino_gone) { /* the folder went away: watch it anew, or wait for it */
+		d->ino_gone = false;
+		if (pid_file_watch(d, err, sizeof(err)) < 0)
+			d->host->log(d->ctx, VIGIL_LOG_WARN, "%s", err);
+	}
 	if (d->mode == PID_BY_FILE)
 		pid_check_file(d);
 	else if (d->mode == PID_BY_MATCH)
@@ -248,8 +255,9 @@ static int64_t pid_on_recheck(void *data)
 	return VIGIL_TIMER_DONE;
 }
 
-/* Have d rescan /proc from its own timer: it may call lost(), and the core
- * may destroy it there, which must not happen inside a shared callback. */
+/* Have d look again (/proc, its pid file) from its own timer: it may call
+ * lost() or attached(), and the core may destroy it there, which must not
+ * happen inside a shared callback. */
 void pid_recheck_soon(struct pid_det *d)
 {
 	if (d->recheck_timer)
@@ -511,32 +519,20 @@ static void pid_check_file(struct pid_det *d)
 		pid_file_try(d, pid, key);
 }
 
-static void pid_on_inotify(void *data, int fd, uint32_t revents)
+/* An event of d's folder watch (shared with the other pid files of that
+ * folder): about its pid file, an overflow (anything may have been missed),
+ * or the folder gone (the kernel dropped the watch with it). d reacts from
+ * its recheck timer, once for the whole batch, not inside the shared read. */
+void pid_ino_event(void *owner, const struct inotify_event *ev)
 {
-	struct pid_det *d = data;
-	_Alignas(struct inotify_event) char buf[4096];
-	bool relevant = false, gone = false;
-	for (;;) {
-		ssize_t n = read(fd, buf, sizeof(buf));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		for (char *p = buf; p < buf + n;) {
-			const struct inotify_event *ev = (const void *)p;
-			if ((ev->len && strcmp(ev->name, d->base) == 0) ||
-			    (ev->mask & IN_Q_OVERFLOW))
-				relevant = true;
-			if (ev->mask & IN_IGNORED)
-				gone = true; /* the folder went away */
-			p += sizeof(*ev) + ev->len;
-		}
+	struct pid_det *d = owner;
+	bool gone = (ev->mask & IN_IGNORED) && ev->wd == d->ino_wd;
+	if (gone) {
+		d->ino_wd = -1;
+		d->ino_gone = true;
 	}
-	char err[256];
-	if (gone && pid_file_watch(d, err, sizeof(err)) < 0)
-		d->host->log(d->ctx, VIGIL_LOG_WARN, "%s", err);
-	if (relevant || gone)
-		pid_check_file(d);
+	if (gone || (ev->mask & IN_Q_OVERFLOW) || (ev->len && strcmp(ev->name, d->base) == 0))
+		pid_recheck_soon(d);
 }
 
 static int64_t pid_on_dir_poll(void *data);
@@ -544,12 +540,9 @@ static int64_t pid_on_dir_poll(void *data);
 /* Watch the pid file's folder; while it does not exist, look every second. */
 static int pid_file_watch(struct pid_det *d, char *err, size_t errlen)
 {
-	if (inotify_add_watch(d->ino_fd, d->dir, PID_DIR_MASK) >= 0)
-		return 0;
-	if (errno != ENOENT && errno != ENOTDIR) {
-		snprintf(err, errlen, "cannot watch %s: %s", d->dir, strerror(errno));
-		return -errno;
-	}
+	int r = pidcn_ino_watch(d, d->dir, PID_DIR_MASK, err, errlen);
+	if (r != -ENOENT && r != -ENOTDIR)
+		return r;
 	if (!d->poll_timer) {
 		d->host->log(d->ctx, VIGIL_LOG_INFO, "folder %s does not exist yet", d->dir);
 		int64_t id = d->host->add_timer(d->ctx, PID_POLL_MS, pid_on_dir_poll, d);
@@ -565,7 +558,8 @@ static int pid_file_watch(struct pid_det *d, char *err, size_t errlen)
 static int64_t pid_on_dir_poll(void *data)
 {
 	struct pid_det *d = data;
-	if (inotify_add_watch(d->ino_fd, d->dir, PID_DIR_MASK) < 0)
+	char err[256];
+	if (pidcn_ino_watch(d, d->dir, PID_DIR_MASK, err, sizeof(err)) < 0)
 		return PID_POLL_MS;
 	d->poll_timer = 0;
 	pid_check_file(d);
@@ -574,19 +568,7 @@ static int64_t pid_on_dir_poll(void *data)
 
 static int pid_file_start(struct pid_det *d, char *err, size_t errlen)
 {
-	d->ino_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-	if (d->ino_fd < 0) {
-		snprintf(err, errlen, "inotify: %s", strerror(errno));
-		return -errno;
-	}
-	int r = d->host->watch_fd(d->ctx, d->ino_fd, EPOLLIN, pid_on_inotify, d);
-	if (r < 0) {
-		snprintf(err, errlen, "inotify: %s", strerror(-r));
-		close(d->ino_fd);
-		d->ino_fd = -1;
-		return r;
-	}
-	r = pid_file_watch(d, err, errlen);
+	int r = pid_file_watch(d, err, errlen);
 	if (r == 0)
 		pid_check_file(d);
 	return r;
@@ -760,13 +742,11 @@ static void pid_destroy(void *instance)
 	for (size_t i = 0; i < sizeof(timers) / sizeof(timers[0]); i++)
 		if (timers[i] > 0)
 			d->host->cancel_timer(d->ctx, timers[i]);
-	int fds[] = { d->pidfd, d->ino_fd };
-	for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++) {
-		if (fds[i] >= 0) {
-			d->host->unwatch_fd(d->ctx, fds[i]);
-			close(fds[i]);
-		}
+	if (d->pidfd >= 0) {
+		d->host->unwatch_fd(d->ctx, d->pidfd);
+		close(d->pidfd);
 	}
+	pidcn_ino_unwatch(d);
 	pid_sample_stop(d);
 	pidcn_release(d);
 	if (d->own_sh)
@@ -886,7 +866,7 @@ static int pid_create(const struct vigil_host *host, struct vigil_ctx *ctx,
 	}
 	d->host = host;
 	d->ctx = ctx;
-	d->pidfd = d->ino_fd = -1;
+	d->pidfd = d->ino_wd = -1;
 	int r = pid_attach_shared(d, err, errlen);
 	if (r == 0)
 		r = pid_parse_via(d, cfg, err, errlen);

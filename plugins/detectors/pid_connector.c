@@ -11,7 +11,11 @@
  * keep an idle monitor asleep: the kernel's own (Linux 6.6: the subscription
  * names the events wanted) and, everywhere, a classic BPF socket filter that
  * passes only acks, exits of the watched processes and, while a match target
- * waits, execs. Our own children need no connector at all: waitid() tells. */
+ * waits, execs. Our own children need no connector at all: waitid() tells.
+ *
+ * The shared state also holds the plugin's one inotify instance (plugins/lib
+ * ino_share): every pid_file monitor watches its folder there, not in an
+ * instance of its own (a user may have only 128). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdbool.h>
@@ -31,6 +35,7 @@
 #include <linux/filter.h>
 #include <linux/netlink.h>
 
+#include "lib/ino_share.h"
 #include "lib/proc.h"
 #include "pid_internal.h"
 #include "vigil/plugin.h"
@@ -113,6 +118,9 @@ struct pid_shared {
 	size_t n_execs;
 	bool execs_overflow;
 	int64_t exec_timer;
+
+	/* The pid files' folders, for every instance: opened on first use. */
+	struct ino_share *ino;
 };
 
 /* ----------------------------------------------------------- pid table */
@@ -753,6 +761,61 @@ void pidcn_unavailable(struct pid_det *d, const char *why)
 	s->cn_told = true;
 }
 
+/* ---------------------------------------------------------------- inotify */
+
+/* Every event read goes to the instances holding its watch; each reacts
+ * from its own timer, once however many events the batch has for it. */
+static void pidcn_on_inotify(void *data, int fd, uint32_t revents)
+{
+	struct pid_shared *s = data;
+	(void)fd;
+	(void)revents;
+	ino_share_dispatch(s->ino, pid_ino_event);
+}
+
+static int pidcn_ino_open(struct pid_shared *s, char *err, size_t errlen)
+{
+	if (s->ino)
+		return 0;
+	s->ino = ino_share_new();
+	int r = s->ino ? s->host->watch_fd(s->ctx, ino_share_fd(s->ino), EPOLLIN,
+					   pidcn_on_inotify, s)
+		       : -errno;
+	if (r < 0) {
+		snprintf(err, errlen, "inotify: %s", strerror(-r));
+		ino_share_free(s->ino);
+		s->ino = NULL;
+	}
+	return r;
+}
+
+int pidcn_ino_watch(struct pid_det *d, const char *path, uint32_t mask, char *err,
+		    size_t errlen)
+{
+	struct pid_shared *s = d->sh;
+	int r = pidcn_ino_open(s, err, errlen);
+	int wd = r < 0 ? r : ino_share_add(s->ino, path, mask, d);
+	if (wd < 0) {
+		if (r == 0)
+			snprintf(err, errlen, "cannot watch %s: %s", path, strerror(-wd));
+		return wd;
+	}
+	/* After the add: the same folder again is one watch held once more. */
+	ino_share_del(s->ino, d->ino_wd, d);
+	d->ino_wd = wd;
+	return 0;
+}
+
+void pidcn_ino_unwatch(struct pid_det *d)
+{
+	struct pid_shared *s = d->sh;
+	if (!s)
+		return; /* create() failed before it had one */
+	if (s->ino)
+		ino_share_del(s->ino, d->ino_wd, d);
+	d->ino_wd = -1;
+}
+
 /* ----------------------------------------------------------- shared state */
 
 int pidcn_shared_create(const struct vigil_host *host, struct vigil_ctx *ctx, void **shared,
@@ -780,6 +843,10 @@ void pidcn_shared_destroy(void *shared)
 	if (s->sample_timer)
 		s->host->cancel_timer(s->ctx, s->sample_timer);
 	pidcn_close(s);
+	if (s->ino) {
+		s->host->unwatch_fd(s->ctx, ino_share_fd(s->ino));
+		ino_share_free(s->ino);
+	}
 	free(s->slots);
 	free(s->matchers.v);
 	free(s->samples.v);

@@ -30,8 +30,10 @@ struct pid_status {
 	int code, sig, core;
 };
 
-/* The connector's per-process state (defined in pid_connector.c). */
+/* The per-process state (defined in pid_connector.c): the connector, and the
+ * one inotify instance that watches every pid file's folder. */
 struct pid_shared;
+struct inotify_event;
 
 /* Where an instance sits in one of the shared state's lists (removal swaps
  * the last entry in). */
@@ -87,8 +89,11 @@ struct pid_det {
 	pid_t done_pid;
 	uint64_t done_start;
 
-	/* Waiting for the target. */
-	int ino_fd;
+	/* Waiting for the target. ino_wd: the watch on dir in sh's inotify
+	 * instance, -1 while none; ino_gone: the folder went away with it (d
+	 * watches again from its recheck timer). */
+	int ino_wd;
+	bool ino_gone;
 	int64_t poll_timer, recheck_timer, empty_timer;
 	bool empty_grace_over;
 	char *warned; /* what was last warned about, to warn once per content */
@@ -129,14 +134,25 @@ void pidcn_table_del(struct pid_shared *s, struct pid_det *d);
 void pidcn_sample_add(struct pid_det *d);
 void pidcn_sample_del(struct pid_det *d);
 
+/* Watch path for d in the shared inotify instance (opened on first use, its
+ * reason in err when it cannot be), in place of d's watch: 0 or -errno. */
+int pidcn_ino_watch(struct pid_det *d, const char *path, uint32_t mask, char *err,
+		    size_t errlen);
+/* d lets go of its watch. */
+void pidcn_ino_unwatch(struct pid_det *d);
+
 /* ---- pid.c: what the connector calls back ---- */
+
+/* An event of a watch of the instance `owner` (an ino_share_fn). */
+void pid_ino_event(void *owner, const struct inotify_event *ev);
 
 /* Read d's process's peak memory and CPU time now (a process not our child). */
 void pid_sample(struct pid_det *d);
 
 /* d's exit status has just been recorded: end its grace wait. */
 void pid_grace_cut(struct pid_det *d);
-/* An exec may have started d's target: rescan from d's own timer. */
+/* An exec may have started d's target, or its pid file changed: look again
+ * (/proc, the pid file) from d's own timer. */
 void pid_recheck_soon(struct pid_det *d);
 /* Does cmdline match d's pattern? */
 bool pid_match_cmdline(struct pid_det *d, const char *cmdline);

@@ -81,6 +81,10 @@ const struct fake_event *fake_host_find(struct fake_host *fh, const char *kind, 
 const struct vigil_field *fake_event_field(const struct fake_event *e, const char *name);
 unsigned fake_host_criteria(struct fake_host *fh); /* bit (1 << vigil_criterion) */
 
+/* How many inotify instances this process holds (anon_inode:inotify fds):
+ * what the kernel limits per user (fs.inotify.max_user_instances). */
+size_t fake_host_inotify_instances(void);
+
 bool fake_host_attached(struct fake_host *fh, pid_t *pid, uint64_t *start_time);
 bool fake_host_exited(struct fake_host *fh, int *code, int *sig, int *core);
 const char *fake_host_lost(struct fake_host *fh); /* why, or NULL */

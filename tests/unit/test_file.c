@@ -3,6 +3,7 @@
  * temporary folder and real writer processes. Every wait is bounded only so
  * that a bug fails instead of hanging; "nothing yet" checks rely on the
  * plugin's own timers, which cannot fire before their delay has passed. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -576,6 +577,155 @@ static void test_new_run_resets(void **state)
 	assert_file_event(fake_host_find(x->fh, VIGIL_EV_FILE, 1), path, 5);
 }
 
+/* ------------------------------------------------ many instances, one inotify */
+
+#define N_MANY 200
+
+/* `file` events for path. */
+static size_t count_path(struct fake_host *fh, const char *path)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < fake_host_n_events(fh); i++) {
+		const struct fake_event *e = fake_host_event(fh, i);
+		const struct vigil_field *f = fake_event_field(e, "path");
+
+		if (strcmp(e->kind, VIGIL_EV_FILE) == 0 && f && f->u.s.len == strlen(path) &&
+		    memcmp(f->u.s.ptr, path, f->u.s.len) == 0)
+			n++;
+	}
+	return n;
+}
+
+/* path with stable_for = 0, in ctx (a new one when NULL). */
+static void start_in(struct fx *x, struct vigil_ctx *ctx, const char *path)
+{
+	char line[PATH_MAX + 16];
+	const char *lines[] = {line, "stable_for = 0", NULL};
+	void *inst;
+
+	pathf(line, sizeof(line), "path = %s", path);
+	assert_int_equal(fake_host_instantiate_ctx(x->fh, ctx ? ctx : fake_host_new_ctx(x->fh),
+						   x->p, lines, &inst),
+			 0);
+}
+
+/* File i of the many: two in each folder, DIR/dI/outI.json. */
+static void many_path(const struct fx *x, size_t i, char *buf, size_t len, bool folder)
+{
+	if (folder)
+		pathf(buf, len, "%s/d%zu", x->dir, i / 2);
+	else
+		pathf(buf, len, "%s/d%zu/out%zu.json", x->dir, i / 2, i);
+}
+
+/* N_MANY instances (more than the 128 inotify instances a user may have) in
+ * one process: one inotify instance for all. Two share each folder (one
+ * watch); every fifth folder is made only later, all of those waiting on
+ * the same ancestor. Each reports its own file, once. */
+static void test_many_instances_one_inotify(void **state)
+{
+	struct fx *x = *state;
+	char path[PATH_MAX];
+
+	for (size_t i = 0; i < N_MANY; i++) {
+		many_path(x, i, path, sizeof(path), true);
+		if (i % 2 == 0 && (i / 2) % 5)
+			assert_int_equal(mkdir(path, 0755), 0);
+		many_path(x, i, path, sizeof(path), false);
+		start_in(x, i ? NULL : fake_host_ctx(x->fh), path);
+	}
+	assert_int_equal(fake_host_inotify_instances(), 1);
+	fake_host_run_for(x->fh, 50);
+	for (size_t i = 0; i < N_MANY; i += 2) {
+		many_path(x, i, path, sizeof(path), true);
+		if ((i / 2) % 5 == 0)
+			assert_int_equal(mkdir(path, 0755), 0);
+	}
+	for (size_t i = 0; i < N_MANY; i++) {
+		many_path(x, i, path, sizeof(path), false);
+		write_file(path, "done", 4, O_TRUNC);
+	}
+	assert_true(fake_host_wait_events(x->fh, N_MANY, BOUND_MS));
+	fake_host_run_for(x->fh, 100);
+	assert_int_equal(fake_host_n_events(x->fh), N_MANY);
+	for (size_t i = 0; i < N_MANY; i++) {
+		many_path(x, i, path, sizeof(path), false);
+		assert_int_equal(count_path(x->fh, path), 1);
+	}
+}
+
+/* One instance's folder is another's ancestor, still waiting for its
+ * subfolder: one watch for both, each hears of what it waits for only. */
+static void test_folder_and_ancestor_shared(void **state)
+{
+	struct fx *x = *state;
+	char top[PATH_MAX], sub[PATH_MAX], deep[PATH_MAX];
+
+	pathf(top, sizeof(top), "%s/out.json", x->dir);
+	pathf(sub, sizeof(sub), "%s/sub", x->dir);
+	pathf(deep, sizeof(deep), "%s/sub/out.json", x->dir);
+	start_in(x, fake_host_ctx(x->fh), top);
+	start_in(x, NULL, deep);
+	write_file(top, "top", 3, O_TRUNC);
+	assert_file_event(wait_kind(x, VIGIL_EV_FILE), top, 3);
+	assert_int_equal(mkdir(sub, 0755), 0);
+	fake_host_run_for(x->fh, 50);
+	assert_int_equal(fake_host_n_events(x->fh), 1);
+	write_file(deep, "deep", 4, O_TRUNC);
+	assert_true(fake_host_wait_events(x->fh, 2, BOUND_MS));
+	assert_file_event(fake_host_event(x->fh, 1), deep, 4);
+	fake_host_run_for(x->fh, 100);
+	assert_int_equal(fake_host_n_events(x->fh), 2);
+}
+
+/* create() + start() of an instance (path, stable_for = 0) the fake host
+ * does not destroy: the test does. */
+static void *start_own(struct fx *x, const char *path)
+{
+	char line[PATH_MAX + 16], err[256] = "";
+	const char *lines[] = {line, "stable_for = 0", NULL};
+	const struct vigil_config *cfg;
+	void *inst = NULL;
+
+	pathf(line, sizeof(line), "path = %s", path);
+	cfg = fake_host_config(x->fh, x->p, lines);
+	assert_non_null(cfg);
+	assert_int_equal(x->p->create(fake_host_api(x->fh), fake_host_new_ctx(x->fh), cfg, &inst,
+				      err, sizeof(err)),
+			 0);
+	assert_int_equal(x->p->start(inst, err, sizeof(err)), 0);
+	return inst;
+}
+
+/* Destroyed with events of its folder unread: the instance lets go of its
+ * watch (kept for the other instance there, removed for the one that was
+ * alone) and reports nothing more. */
+static void test_destroyed_lets_go(void **state)
+{
+	struct fx *x = *state;
+	char a[PATH_MAX], b[PATH_MAX], solo[PATH_MAX];
+	void *ia, *isolo;
+
+	pathf(a, sizeof(a), "%s/out-a.json", x->dir);
+	pathf(b, sizeof(b), "%s/out-b.json", x->dir);
+	pathf(solo, sizeof(solo), "%s/solo", x->dir);
+	assert_int_equal(mkdir(solo, 0755), 0);
+	pathf(solo, sizeof(solo), "%s/solo/out.json", x->dir);
+	start_in(x, fake_host_ctx(x->fh), b);
+	ia = start_own(x, a);
+	isolo = start_own(x, solo);
+	write_file(a, "a", 1, O_TRUNC);
+	write_file(solo, "s", 1, O_TRUNC);
+	x->p->destroy(ia);
+	x->p->destroy(isolo);
+	write_file(b, "b", 1, O_TRUNC);
+	assert_file_event(wait_kind(x, VIGIL_EV_FILE), b, 1);
+	fake_host_run_for(x->fh, 100);
+	assert_int_equal(fake_host_n_events(x->fh), 1);
+	assert_int_equal(fake_host_inotify_instances(), 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -601,6 +751,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_settle_absent, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_settle_present_reports, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_new_run_resets, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_many_instances_one_inotify, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_folder_and_ancestor_shared, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_destroyed_lets_go, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -993,6 +993,137 @@ static void test_bad_progress_pattern(void **state)
 	assert_non_null(strstr(err, "capture group"));
 }
 
+/* ------------------------------------------------- one inotify for all */
+
+/* An instance of its own ctx on `path`, failure = every line, started. */
+static void start_on(struct t *t, const char *path)
+{
+	char key[160];
+	const char *lines[] = {key, "failure = ^", NULL};
+	void *inst;
+
+	snprintf(key, sizeof(key), "path = %s", path);
+	if (fake_host_instantiate_ctx(t->fh, fake_host_new_ctx(t->fh), t->p, lines, &inst) < 0)
+		fail_msg("instantiate %s: %s", path, fake_host_last_error(t->fh));
+}
+
+/* Match events of this line. */
+static int count_line(struct t *t, const char *line)
+{
+	int n = 0;
+
+	for (size_t i = 0; i < fake_host_n_events(t->fh); i++) {
+		const struct fake_event *e = fake_host_event(t->fh, i);
+		struct vigil_bytes l;
+
+		if (strcmp(e->kind, VIGIL_EV_MATCH))
+			continue;
+		l = field_str(e, "line");
+		n += l.len == strlen(line) && memcmp(l.ptr, line, l.len) == 0;
+	}
+	return n;
+}
+
+/* Exactly n match events, the loop given time for more. */
+static void assert_matches(struct t *t, size_t n)
+{
+	assert_true(wait_kind(t, VIGIL_EV_MATCH, n));
+	fake_host_run_for(t->fh, 50);
+	assert_int_equal(count_kind(t->fh, VIGIL_EV_MATCH), n);
+}
+
+#define MANY 200 /* more than fs.inotify.max_user_instances' default (128) */
+
+/* Every instance of the plugin watches through one inotify instance: 200
+ * logs in one folder (sharing its watch), each line reported by its own
+ * instance only. */
+static void test_many_instances_one_inotify(void **state)
+{
+	struct t *t = *state;
+	int before = fake_host_inotify_instances();
+	char path[160], line[32];
+
+	for (int i = 0; i < MANY; i++) {
+		snprintf(path, sizeof(path), "%s/log%d.log", t->dir, i);
+		append_to(path, "", 0);
+		start_on(t, path);
+	}
+	assert_int_equal(fake_host_inotify_instances(), before + 1);
+	for (int i = 0; i < MANY; i++) {
+		int k = snprintf(line, sizeof(line), "FAILED %d\n", i);
+
+		snprintf(path, sizeof(path), "%s/log%d.log", t->dir, i);
+		append_to(path, line, (size_t)k);
+	}
+	assert_matches(t, MANY);
+	for (int i = 0; i < MANY; i++) {
+		snprintf(line, sizeof(line), "FAILED %d", i);
+		assert_int_equal(count_line(t, line), 1);
+	}
+}
+
+/* Two instances on one file share its watch; a third, in the same folder,
+ * shares the folder's. Each reads its own file; one destroyed leaves the
+ * other the file's watch (a write alone, no folder event, still wakes it),
+ * and a rotation after that is followed. */
+static void test_instances_share_watches(void **state)
+{
+	struct t *t = *state;
+	char other[160], err[256] = "";
+	const char *opts[] = {"failure = ^", NULL};
+	void *gone;
+
+	append(t, "");
+	snprintf(other, sizeof(other), "%s/other.log", t->dir);
+	append_to(other, "", 0);
+	start_on(t, t->log);
+	gone = create_with_host(t, fake_host_api(t->fh), opts);
+	assert_int_equal(t->p->start(gone, err, sizeof(err)), 0);
+	start_on(t, other);
+
+	append(t, "both\n");
+	append_to(other, "other\n", 6);
+	assert_matches(t, 3);
+	assert_int_equal(count_line(t, "both"), 2);
+	assert_int_equal(count_line(t, "other"), 1);
+
+	t->p->destroy(gone);
+	append(t, "alone\n");
+	assert_matches(t, 4);
+	assert_int_equal(count_line(t, "alone"), 1);
+	append(t, "before\n");
+	rotate_create(t);
+	append(t, "after\n");
+	append_to(other, "other again\n", 12);
+	assert_matches(t, 7);
+	assert_int_equal(count_line(t, "before"), 1);
+	assert_int_equal(count_line(t, "after"), 1);
+	assert_int_equal(count_line(t, "other again"), 1);
+}
+
+/* A core without shared state: the instance has an inotify instance of
+ * its own, closed with it. */
+static void test_without_shared_state(void **state)
+{
+	struct t *t = *state;
+	struct vigil_host host = *fake_host_api(t->fh);
+	const char *opts[] = {"failure = error", NULL};
+	int before = fake_host_inotify_instances();
+	char err[256] = "";
+	void *inst;
+
+	host.shared = NULL;
+	append(t, "");
+	inst = create_with_host(t, &host, opts);
+	assert_int_equal(t->p->start(inst, err, sizeof(err)), 0);
+	assert_int_equal(fake_host_inotify_instances(), before + 1);
+	append(t, "an error\n");
+	assert_true(wait_kind(t, VIGIL_EV_MATCH, 1));
+	assert_match(nth(t, VIGIL_EV_MATCH, 0), "failure", "an error");
+	t->p->destroy(inst);
+	assert_int_equal(fake_host_inotify_instances(), before);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1025,6 +1156,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_from_end_and_start, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_log_tail_after_settle, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_bad_progress_pattern, t_setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_many_instances_one_inotify, t_setup,
+						t_teardown),
+		cmocka_unit_test_setup_teardown(test_instances_share_watches, t_setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_without_shared_state, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_backtracking_pattern, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_backtracking_pattern_settle, t_setup,
 						t_teardown),

@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -25,6 +26,7 @@
 #include <cmocka.h>
 
 #include "fake_host.h"
+#include "tmp_tree.h"
 
 #define WAIT_MS 5000
 #define MAX_KIDS 8
@@ -176,22 +178,32 @@ static pid_t gone_pid(void)
 	return pid;
 }
 
-static void write_pidfile(const struct t *t, const char *content)
+static void write_pidfile_at(const char *path, const char *content)
 {
-	char tmp[160];
-	snprintf(tmp, sizeof(tmp), "%s.tmp", t->pidfile);
+	char tmp[PATH_MAX];
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	assert_true(fd >= 0);
 	assert_int_equal(write(fd, content, strlen(content)), (ssize_t)strlen(content));
 	close(fd);
-	assert_int_equal(rename(tmp, t->pidfile), 0); /* how daemons should write it */
+	assert_int_equal(rename(tmp, path), 0); /* how daemons should write it */
+}
+
+static void write_pidfile(const struct t *t, const char *content)
+{
+	write_pidfile_at(t->pidfile, content);
+}
+
+static void write_pid_at(const char *path, pid_t pid)
+{
+	char text[32];
+	snprintf(text, sizeof(text), "%d\n", (int)pid);
+	write_pidfile_at(path, text);
 }
 
 static void write_pid(const struct t *t, pid_t pid)
 {
-	char text[32];
-	snprintf(text, sizeof(text), "%d\n", (int)pid);
-	write_pidfile(t, text);
+	write_pid_at(t->pidfile, pid);
 }
 
 static int start(struct t *t, const char *const *lines)
@@ -478,11 +490,7 @@ static int teardown(void **state)
 		kill(t->kids[i], SIGKILL);
 		waitpid(t->kids[i], NULL, 0); /* ECHILD at once when not ours */
 	}
-	char tmp[160];
-	snprintf(tmp, sizeof(tmp), "%s.tmp", t->pidfile);
-	unlink(tmp);
-	unlink(t->pidfile);
-	rmdir(t->dir);
+	tmp_tree_remove(t->dir);
 	return 0;
 }
 
@@ -894,6 +902,173 @@ static void test_filter_lists_many(void **state)
 	assert_int_equal(connector_sockets(), 0);
 }
 
+/* Instantiate the pid detector for the pid file at path in ctx. */
+static void start_file_in(struct t *t, struct vigil_ctx *ctx, const char *path)
+{
+	char line[PATH_MAX + 16];
+	void *inst;
+	snprintf(line, sizeof(line), "pid_file = %s", path);
+	const char *const cfg[] = { line, NULL };
+	assert_int_equal(fake_host_instantiate_ctx(t->fh, ctx, t->p, cfg, &inst), 0);
+}
+
+/* Pid file i of the many: two in each folder, t->dir/dI/jI.pid. */
+static void many_path(const struct t *t, size_t i, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/d%zu/j%zu.pid", t->dir, i / 2, i);
+}
+
+static bool all_attached(struct fake_host *fh, void *arg)
+{
+	const struct ctxs *c = arg;
+	(void)fh;
+	for (size_t i = 0; i < c->n; i += c->step)
+		if (!fake_ctx_attached(c->v[i], NULL, NULL))
+			return false;
+	return true;
+}
+
+/* N_MANY pid_file monitors (more than the 128 inotify instances a user may
+ * have) in one process: one inotify instance for all. Two share each folder,
+ * so one watch: each attaches when its own file names the process, not when
+ * its neighbour's does. */
+static void test_pid_files_one_inotify(void **state)
+{
+	struct t *t = *state;
+	static struct vigil_ctx *v[N_MANY];
+	char path[PATH_MAX];
+	int go;
+	for (size_t i = 0; i < N_MANY; i++) {
+		many_path(t, i, path, sizeof(path));
+		*strrchr(path, '/') = '\0';
+		if (i % 2 == 0)
+			assert_int_equal(mkdir(path, 0755), 0);
+		many_path(t, i, path, sizeof(path));
+		v[i] = i ? fake_host_new_ctx(t->fh) : fake_host_ctx(t->fh);
+		start_file_in(t, v[i], path);
+	}
+	assert_int_equal(fake_host_inotify_instances(), 1);
+	pid_t pid = spawn_waiter(t, 0, &go);
+	for (size_t i = 0; i < N_MANY; i += 2) {
+		many_path(t, i, path, sizeof(path));
+		write_pid_at(path, pid);
+	}
+	struct ctxs even = { v, N_MANY, 2 };
+	assert_true(fake_host_run_until(t->fh, all_attached, &even, WAIT_MS));
+	fake_host_run_for(t->fh, 100);
+	for (size_t i = 1; i < N_MANY; i += 2)
+		assert_false(fake_ctx_attached(v[i], NULL, NULL));
+	for (size_t i = 1; i < N_MANY; i += 2) {
+		many_path(t, i, path, sizeof(path));
+		write_pid_at(path, pid);
+	}
+	struct ctxs odd = { v + 1, N_MANY - 1, 2 };
+	assert_true(fake_host_run_until(t->fh, all_attached, &odd, WAIT_MS));
+	close(go);
+}
+
+struct ctx_pid {
+	struct vigil_ctx *ctx;
+	pid_t pid;
+};
+
+static bool ctx_attached_to(struct fake_host *fh, void *arg)
+{
+	const struct ctx_pid *c = arg;
+	pid_t pid = 0;
+	(void)fh;
+	return fake_ctx_attached(c->ctx, &pid, NULL) && pid == c->pid;
+}
+
+static void wait_attached(struct t *t, struct vigil_ctx *ctx, pid_t pid)
+{
+	struct ctx_pid c = { ctx, pid };
+	assert_true(fake_host_run_until(t->fh, ctx_attached_to, &c, WAIT_MS));
+}
+
+/* Two monitors, one folder: made after the first one started (it looks
+ * every second), then removed and made again (the shared watch goes with it:
+ * each watches again). Each still finds its own pid file. */
+static void test_pid_file_folder_gone_and_back(void **state)
+{
+	struct t *t = *state;
+	char sub[PATH_MAX], a[PATH_MAX], b[PATH_MAX];
+	struct vigil_ctx *ca = fake_host_ctx(t->fh), *cb = fake_host_new_ctx(t->fh);
+	int go1, go2;
+	snprintf(sub, sizeof(sub), "%s/sub", t->dir);
+	snprintf(a, sizeof(a), "%s/sub/a.pid", t->dir);
+	snprintf(b, sizeof(b), "%s/sub/b.pid", t->dir);
+	start_file_in(t, ca, a);
+	fake_host_run_for(t->fh, 100);
+	assert_int_equal(mkdir(sub, 0755), 0);
+	start_file_in(t, cb, b);
+	pid_t p1 = spawn_waiter(t, 0, &go1);
+	write_pid_at(a, p1);
+	wait_attached(t, ca, p1);
+	assert_false(fake_ctx_attached(cb, NULL, NULL));
+	assert_int_equal(unlink(a), 0);
+	assert_int_equal(rmdir(sub), 0);
+	fake_host_run_for(t->fh, 100);
+	assert_int_equal(mkdir(sub, 0755), 0);
+	write_pid_at(b, p1);
+	wait_attached(t, cb, p1);
+	/* The run of a ends; its next one is found in the folder made again. */
+	say_go(&go1);
+	assert_true(fake_host_run_until(t->fh, is_exited, NULL, WAIT_MS));
+	pid_t p2 = spawn_waiter(t, 0, &go2);
+	write_pid_at(a, p2);
+	wait_attached(t, ca, p2);
+	assert_int_equal(fake_host_inotify_instances(), 1);
+	close(go2);
+}
+
+/* create() + start() of a pid_file instance the fake host does not destroy:
+ * the test does. */
+static void *start_own(struct t *t, const char *path, struct vigil_ctx **ctx)
+{
+	char line[PATH_MAX + 16], err[256] = "";
+	void *inst = NULL;
+	snprintf(line, sizeof(line), "pid_file = %s", path);
+	const char *const lines[] = { line, NULL };
+	const struct vigil_config *cfg = fake_host_config(t->fh, t->p, lines);
+	assert_non_null(cfg);
+	*ctx = fake_host_new_ctx(t->fh);
+	assert_int_equal(t->p->create(fake_host_api(t->fh), *ctx, cfg, &inst, err, sizeof(err)),
+			 0);
+	assert_int_equal(t->p->start(inst, err, sizeof(err)), 0);
+	return inst;
+}
+
+/* Destroyed with events of its folder still unread: the instance lets go of
+ * its watch (kept for the other instance of that folder, removed for the one
+ * that was alone) and hears nothing more. */
+static void test_pid_file_destroyed_lets_go(void **state)
+{
+	struct t *t = *state;
+	char x[PATH_MAX], y[PATH_MAX], solo[PATH_MAX], z[PATH_MAX];
+	struct vigil_ctx *cx, *cz, *cy = fake_host_ctx(t->fh);
+	int go;
+	snprintf(x, sizeof(x), "%s/x.pid", t->dir);
+	snprintf(y, sizeof(y), "%s/y.pid", t->dir);
+	snprintf(solo, sizeof(solo), "%s/solo", t->dir);
+	snprintf(z, sizeof(z), "%s/solo/z.pid", t->dir);
+	assert_int_equal(mkdir(solo, 0755), 0);
+	start_file_in(t, cy, y);
+	void *ix = start_own(t, x, &cx), *iz = start_own(t, z, &cz);
+	pid_t pid = spawn_waiter(t, 0, &go);
+	write_pid_at(x, pid);
+	write_pid_at(z, pid);
+	t->p->destroy(ix);
+	t->p->destroy(iz);
+	write_pid_at(y, pid);
+	wait_attached(t, cy, pid);
+	fake_host_run_for(t->fh, 100);
+	assert_false(fake_ctx_attached(cx, NULL, NULL));
+	assert_false(fake_ctx_attached(cz, NULL, NULL));
+	assert_int_equal(fake_host_inotify_instances(), 1);
+	close(go);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -916,6 +1091,9 @@ int main(void)
 		T(test_child_needs_no_connector),
 		T(test_match_execs_only_while_waiting),
 		T(test_filter_lists_many),
+		T(test_pid_files_one_inotify),
+		T(test_pid_file_folder_gone_and_back),
+		T(test_pid_file_destroyed_lets_go),
 	};
 	return cmocka_run_group_tests(tests, group_setup, NULL);
 }
