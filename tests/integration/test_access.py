@@ -53,8 +53,12 @@ class AccessTest(vt.VigilTestCase):
         self.addCleanup(lambda: self.assertNoCrash(self.agent.err))
         self.addCleanup(self.agent.stop)
         for name in ("nightly", "backup"):
-            self.agent.wait_for("out", lambda l: '"attached"' in l and '"%s"' % name in l,
-                                what=name + " attached")
+            line = self.agent.wait_for("out", lambda l: '"attached"' in l and '"%s"' % name in l,
+                                       what=name + " attached")
+            # the agent leaves its jobs running when it stops (a restart adopts
+            # them): the test ends them
+            pid = vt.json_lines(line)[0]["pid"]
+            self.track(pid, vt.proc_start_time(pid))
             vt.wait_until(lambda: self.started(name), what=name + " started")
 
     def started(self, name):

@@ -287,13 +287,28 @@ def _ppid(pid):
     return int(stat[stat.rindex(")") + 2:].split()[1])
 
 
+def _pgid(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            stat = f.read()
+    except OSError:
+        return None
+    return int(stat[stat.rindex(")") + 2:].split()[2])
+
+
 def kill_if_same(pid, start, sig=signal.SIGKILL):
-    """Kill (pid, start) only: a reused PID is left alone."""
-    if start is not None and proc_start_time(pid) == start:
-        try:
+    """Kill (pid, start) only: a reused PID is left alone. With its process
+    group when that is not ours (a detached shell's `sleep` would outlive it)."""
+    if start is None or proc_start_time(pid) != start:
+        return
+    pgid = _pgid(pid)
+    try:
+        if pgid and pgid > 1 and pgid != os.getpgrp():
+            os.killpg(pgid, sig)
+        else:
             os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
+    except ProcessLookupError:
+        pass
 
 
 def pgroup_members(pgid):
