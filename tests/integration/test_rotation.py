@@ -302,13 +302,16 @@ class TestPausedRotation(unittest.TestCase):
 
     def rotate(self, conf, dateext):
         if dateext:
-            # one copy per second at most (LOG-DATE-SECONDS): wait for the next
-            # second, and a tick more (time() in C reads a coarse clock)
-            start = int(time.time())
-            while int(time.time() - 0.05) == start:
+            # one copy per second at most (LOG-DATE-SECONDS): wait for a second
+            # after the one the last logrotate ended in (it may have named its
+            # copy in that one, past the second it started in), and a tick
+            # more (time() in C reads a coarse clock)
+            last = int(getattr(self, 'rotated_at', 0))
+            while int(time.time() - 0.05) <= last:
                 time.sleep(0.02)
         r = subprocess.run([LOGROTATE, '-f', '-s', os.path.join(self.tmp, 'state.lr'), conf],
                            capture_output=True, text=True, timeout=30)
+        self.rotated_at = time.time()
         self.assertEqual(r.returncode, 0, r.stderr)
 
     def paused_rotations(self, options, keep=20, copies_kept=True):
