@@ -577,10 +577,13 @@ static int pid_file_start(struct pid_det *d, char *err, size_t errlen)
 /* ------------------------------------------------------------------ match */
 
 struct pid_found {
-	pid_t pid;
+	pid_t pid, ppid;
 	uint64_t start;
 	char cmdline[64];
 };
+/* Matches looked at for the root of a tree (pg_dump -j: a parent and its
+ * workers share one command line); the first PID_AMBIGUOUS_LIST are named. */
+#define PID_MATCH_MAX 64
 
 /* The pattern is ours: the connector asks here for each exec'd process. */
 bool pid_match_cmdline(struct pid_det *d, const char *cmdline)
@@ -601,6 +604,8 @@ static bool pid_matches(struct pid_det *d, pid_t pid, struct pid_found *f)
 	if (pid == d->done_pid && f->start == d->done_start)
 		return false;
 	f->pid = pid;
+	if (proc_ppid(pid, &f->ppid) < 0)
+		f->ppid = 0;
 	/* Kept short for the ambiguity message; "..." marks a cut. */
 	size_t len = strlen(cmdline), max = sizeof(f->cmdline) - 1;
 	if (len > max) {
@@ -652,13 +657,33 @@ static void pid_ambiguous(struct pid_det *d, const struct pid_found *found, size
 	d->host->lost(d->ctx, msg); /* last: the core may destroy us inside */
 }
 
+/* Keep the matches whose parent is no match: the root of a tree that shares
+ * one command line (a program and its workers, or a child between fork and
+ * exec) is the process meant. Returns how many are left, first in found. */
+static size_t pid_roots(struct pid_found *found, size_t n)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		bool child = false;
+
+		for (size_t j = 0; j < n && !child; j++)
+			child = j != i && found[i].ppid == found[j].pid;
+		if (!child)
+			found[k++] = found[i];
+	}
+	return k;
+}
+
 static void pid_rescan(struct pid_det *d)
 {
-	struct pid_found found[PID_AMBIGUOUS_LIST];
+	struct pid_found found[PID_MATCH_MAX];
 	char err[256];
 	if (d->ended || d->pidfd >= 0 || d->mode != PID_BY_MATCH)
 		return;
-	size_t n = pid_scan(d, found, PID_AMBIGUOUS_LIST);
+	size_t n = pid_scan(d, found, PID_MATCH_MAX);
+	if (n > 1 && n <= PID_MATCH_MAX)
+		n = pid_roots(found, n);
 	if (n > 1) {
 		pid_ambiguous(d, found, n);
 		return;

@@ -67,6 +67,21 @@ static int proc_stat_rest(pid_t pid, char *buf, size_t len, const char **rest)
 	return 0;
 }
 
+int proc_ppid(pid_t pid, pid_t *ppid)
+{
+	char buf[1024];
+	const char *p = NULL;
+	int r = pid > 0 ? proc_stat_rest(pid, buf, sizeof(buf), &p) : -EINVAL;
+	int v;
+
+	if (r < 0)
+		return r;
+	if (sscanf(p, "%*c %d", &v) != 1)
+		return -EIO;
+	*ppid = (pid_t)v;
+	return 0;
+}
+
 int proc_start_time(pid_t pid, uint64_t *start_time)
 {
 	char buf[1024];

@@ -12,6 +12,9 @@
  * (-ENOENT when no such process). Handles a comm holding spaces and ')'. */
 int proc_start_time(pid_t pid, uint64_t *start_time);
 
+/* Parent PID (field 4); 0, or -errno. */
+int proc_ppid(pid_t pid, pid_t *ppid);
+
 /* State letter (field 3), e.g. 'Z' for a zombie; 0 when unknown. */
 char proc_state(pid_t pid);
 

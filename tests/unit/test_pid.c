@@ -717,6 +717,41 @@ static void test_match_ambiguous(void **state)
 	close(go2);
 }
 
+/* A process whose child runs the same command line (a subshell, a worker, a
+ * child between fork and exec): the match is the root, not ambiguous. */
+static void test_match_takes_the_root_of_a_tree(void **state)
+{
+	struct t *t = *state;
+	char line[128], ready[600];
+	int in[2];
+
+	snprintf(ready, sizeof(ready), "%s/ready", t->dir);
+	assert_int_equal(pipe2(in, O_CLOEXEC), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		char script[800];
+
+		close(in[1]);
+		dup2(in[0], 0);
+		/* the ( ) subshell is a fork of sh: the same command line */
+		snprintf(script, sizeof(script), "(touch %s; read x); exit 3", ready);
+		execl("/bin/sh", "sh", "-c", script, t->marker, (char *)NULL);
+		_exit(127);
+	}
+	close(in[0]);
+	track(t, pid);
+	while (access(ready, F_OK) != 0)
+		usleep(10000);
+	snprintf(line, sizeof(line), "match = %s", t->marker);
+	const char *const cfg[] = { line, NULL };
+	assert_int_equal(start(t, cfg), 0);
+	assert_true(fake_host_run_until(t->fh, is_attached, &pid, WAIT_MS));
+	assert_null(fake_host_lost(t->fh));
+	close(in[1]);
+	expect_exit(t, 3, -1);
+}
+
 /* Two monitors of two processes that are not ours: one shared state, one
  * connector socket, and each gets its own exit code through it. */
 static void test_two_orphans_one_socket(void **state)
@@ -1084,6 +1119,7 @@ int main(void)
 		T(test_pid_file_impostor),
 		T(test_match_none_then_one),
 		T(test_match_ambiguous),
+		T(test_match_takes_the_root_of_a_tree),
 		T(test_create_opens_nothing),
 		T(test_two_orphans_one_socket),
 		T(test_many_orphans_at_once),
