@@ -221,23 +221,26 @@ def _is_kind(line, kind):
 
 # ------------------------------------------------------------------ processes
 
-def proc_start_time(pid):
-    """Field 22 of /proc/PID/stat, or None when the process is gone."""
+def _stat_fields(pid):
+    """The fields of /proc/PID/stat from the third (state) on, or None when the
+    process is gone. comm may hold spaces and ')', never the line's last ')'."""
     try:
         with open("/proc/%d/stat" % pid) as f:
             stat = f.read()
     except OSError:
         return None
-    return int(stat[stat.rindex(")") + 2:].split()[19])
+    return stat[stat.rindex(")") + 2:].split()
+
+
+def proc_start_time(pid):
+    """Field 22 of /proc/PID/stat, or None when the process is gone."""
+    fields = _stat_fields(pid)
+    return int(fields[19]) if fields else None
 
 
 def proc_state(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            stat = f.read()
-    except OSError:
-        return None
-    return stat[stat.rindex(")") + 2]
+    fields = _stat_fields(pid)
+    return fields[0] if fields else None
 
 
 def proc_alive(pid):
@@ -279,21 +282,13 @@ def spawn_detached(cmd, user=None, cwd=None):
 
 
 def _ppid(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            stat = f.read()
-    except OSError:
-        return None
-    return int(stat[stat.rindex(")") + 2:].split()[1])
+    fields = _stat_fields(pid)
+    return int(fields[1]) if fields else None
 
 
 def _pgid(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            stat = f.read()
-    except OSError:
-        return None
-    return int(stat[stat.rindex(")") + 2:].split()[2])
+    fields = _stat_fields(pid)
+    return int(fields[2]) if fields else None
 
 
 def kill_if_same(pid, start, sig=signal.SIGKILL):
